@@ -1,0 +1,3 @@
+"""Celery tasks of the consent app (thin: they call services)."""
+
+from __future__ import annotations

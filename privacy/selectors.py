@@ -1,0 +1,3 @@
+"""Reads of the privacy app that pages and the API share."""
+
+from __future__ import annotations

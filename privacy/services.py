@@ -1,0 +1,3 @@
+"""Writes of the privacy app: every state change goes through a function here."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Models of the references app (see DESIGN.md)."""
+
+from __future__ import annotations

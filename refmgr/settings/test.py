@@ -1,0 +1,12 @@
+"""Tests: fast hashers, in-memory email, never eager Celery (cookiecutter-django)."""
+
+from __future__ import annotations
+
+from .base import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+CELERY_TASK_ALWAYS_EAGER = False
+# The lockout tests set their own limit; a fixed cool-off keeps them predictable.
+AXES_FAILURE_LIMIT = 3
+LOGGING = {"version": 1, "disable_existing_loggers": False}
