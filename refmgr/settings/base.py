@@ -120,7 +120,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # setting (refmgr/tenancy/rls.py) and break behind a transaction pooler.
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 else:
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
 
 # The PostgreSQL role the application runs as under row-level security. The
 # migrations grant it what it needs; it must be NOSUPERUSER NOBYPASSRLS.
@@ -198,7 +202,9 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 REDIS_URL = env_secret("REDIS_URL")
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
-    raise ImproperlyConfigured(f"REDIS_URL: expected redis://, rediss:// or unix://, got {REDIS_URL.split(':', 1)[0]!r}")
+    raise ImproperlyConfigured(
+        f"REDIS_URL: expected redis://, rediss:// or unix://, got {REDIS_URL.split(':', 1)[0]!r}"
+    )
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}

@@ -109,7 +109,9 @@ def email_from_url(name: str, url: str) -> dict[str, Any]:
             raise ImproperlyConfigured(f"{name}: a file URL needs a folder, e.g. file:///tmp/mail")
         return {"EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend", "EMAIL_FILE_PATH": parts.path}
     if scheme not in {"smtp", "smtp+tls", "smtp+ssl"}:
-        raise ImproperlyConfigured(f"{name}: unsupported scheme {scheme!r}; use smtp://, smtp+tls://, smtp+ssl://, console:// or file://")
+        raise ImproperlyConfigured(
+            f"{name}: unsupported scheme {scheme!r}; use smtp://, smtp+tls://, smtp+ssl://, console:// or file://"
+        )
     if not parts.hostname:
         raise ImproperlyConfigured(f"{name}: the URL names no host, e.g. smtp://mail.example.com:587")
     try:

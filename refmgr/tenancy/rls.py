@@ -20,6 +20,7 @@ SECURITY`` and the application connects as a role without ``BYPASSRLS``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +30,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
 from .context import _cross_organization, _current_organization
+
+# Statements PostgreSQL refuses inside a transaction block; they touch no tenant rows.
+_NO_TRANSACTION = re.compile(r"^\s*(?:(?:CREATE|DROP)\s+DATABASE|VACUUM|ALTER\s+SYSTEM)|\bCONCURRENTLY\b", re.I)
 
 SET_CONTEXT_SQL = "SELECT set_config('app.org_id', %s, true), set_config('app.cross_org', %s, true)"
 
@@ -42,6 +46,8 @@ def organization_execute_wrapper(
     execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
     """Prefix each statement with the organization setting (see the module docstring)."""
+    if isinstance(sql, str) and _NO_TRANSACTION.search(sql):
+        return execute(sql, params, many, context)
     org_id, cross = _context_values()
     if many:
         # executemany() cannot carry a prefix; inside a transaction a separate
@@ -54,7 +60,9 @@ def organization_execute_wrapper(
         return execute(f"{prefix}; {sql}", None, many, context)
     if isinstance(params, dict):
         # Named parameters: add ours under names the ORM never uses.
-        prefixed = "SELECT set_config('app.org_id', %(_rls_org)s, true), set_config('app.cross_org', %(_rls_cross)s, true)"
+        prefixed = (
+            "SELECT set_config('app.org_id', %(_rls_org)s, true), set_config('app.cross_org', %(_rls_cross)s, true)"
+        )
         return execute(f"{prefixed}; {sql}", {**params, "_rls_org": org_id, "_rls_cross": cross}, many, context)
     return execute(f"{SET_CONTEXT_SQL}; {sql}", (org_id, cross, *params), many, context)
 

@@ -122,7 +122,9 @@ def membership_deactivate(*, organization: Organization, membership: Membership,
 
 def invitation_token(invitation: Invitation) -> str:
     """The signed value in an invitation link: organization and invitation ids, timestamped."""
-    return signing.TimestampSigner(salt=INVITATION_SALT).sign_object({"o": invitation.organization_id, "i": invitation.pk})
+    return signing.TimestampSigner(salt=INVITATION_SALT).sign_object(
+        {"o": invitation.organization_id, "i": invitation.pk}
+    )
 
 
 def invitation_unsign(token: str) -> tuple[int, int]:
@@ -160,7 +162,9 @@ def invitation_create(*, organization: Organization, email: str, role: str, acto
     )
     invitation.full_clean()
     invitation.save()
-    record(organization=organization, actor=actor, action="invitation.created", target=invitation, details={"role": role})
+    record(
+        organization=organization, actor=actor, action="invitation.created", target=invitation, details={"role": role}
+    )
 
     from .tasks import invitation_send as invitation_send_task
 
@@ -181,9 +185,9 @@ def invitation_send(*, organization: Organization, invitation_id: int, accept_ur
     from django.urls import reverse
 
     _assert_current(organization)
-    claimed = Invitation.objects.filter(
-        pk=invitation_id, sent_at=None, accepted_at=None, revoked_at=None
-    ).update(sent_at=timezone.now())
+    claimed = Invitation.objects.filter(pk=invitation_id, sent_at=None, accepted_at=None, revoked_at=None).update(
+        sent_at=timezone.now()
+    )
     if claimed != 1:
         return False
     invitation = Invitation.objects.select_related("invited_by").get(pk=invitation_id)
