@@ -54,10 +54,8 @@ class TenantAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         model = self.model
-        if request.user.is_superuser:
-            queryset = model.all_tenants.all()  # the middleware allowed cross-organization reads
-        else:
-            queryset = model.objects.all()
+        # For superusers the middleware allowed cross-organization reads in the database too.
+        queryset = model.all_tenants.all() if request.user.is_superuser else model.objects.all()
         ordering = self.get_ordering(request)
         return queryset.order_by(*ordering) if ordering else queryset
 

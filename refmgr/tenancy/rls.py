@@ -31,8 +31,14 @@ from django.db.backends.signals import connection_created
 
 from .context import _cross_organization, _current_organization
 
-# Statements PostgreSQL refuses inside a transaction block; they touch no tenant rows.
-_NO_TRANSACTION = re.compile(r"^\s*(?:(?:CREATE|DROP)\s+DATABASE|VACUUM|ALTER\s+SYSTEM)|\bCONCURRENTLY\b", re.I)
+# Left as they are: statements PostgreSQL refuses inside a transaction block,
+# and transaction control, which must work in an aborted transaction (where a
+# prefixed SELECT would fail). None of them reads or writes tenant rows.
+_UNPREFIXED = re.compile(
+    r"^\s*(?:(?:CREATE|DROP)\s+DATABASE|VACUUM|ALTER\s+SYSTEM|SAVEPOINT|RELEASE|ROLLBACK|COMMIT|BEGIN|START"
+    r"|SET|RESET)\b|\bCONCURRENTLY\b",
+    re.I,
+)
 
 SET_CONTEXT_SQL = "SELECT set_config('app.org_id', %s, true), set_config('app.cross_org', %s, true)"
 
@@ -46,7 +52,7 @@ def organization_execute_wrapper(
     execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
     """Prefix each statement with the organization setting (see the module docstring)."""
-    if isinstance(sql, str) and _NO_TRANSACTION.search(sql):
+    if isinstance(sql, str) and _UNPREFIXED.search(sql):
         return execute(sql, params, many, context)
     org_id, cross = _context_values()
     if many:
@@ -143,7 +149,8 @@ def enable_rls(table: str) -> migrations.RunPython:
             f'ALTER TABLE "{table}" ENABLE ROW LEVEL SECURITY',
             f'ALTER TABLE "{table}" FORCE ROW LEVEL SECURITY',
             f'DROP POLICY IF EXISTS organization_isolation ON "{table}"',
-            f'CREATE POLICY organization_isolation ON "{table}" USING ({POLICY_PREDICATE}) WITH CHECK ({POLICY_PREDICATE})',
+            f'CREATE POLICY organization_isolation ON "{table}" '
+            f"USING ({POLICY_PREDICATE}) WITH CHECK ({POLICY_PREDICATE})",
         ]
 
     def backward() -> list[str]:

@@ -26,10 +26,14 @@ def test_it_raises_even_when_reading_across_organizations_is_allowed(db):
 
 
 def test_it_restores_the_previous_organization_after_an_exception(org_a, org_b):
-    with tenant_context(org_a):
-        with pytest.raises(ZeroDivisionError), tenant_context(org_b):
+    def fail_inside_b() -> None:
+        with tenant_context(org_b):
             assert get_current_organization() == org_b
-            1 / 0  # noqa: B018
+            raise ZeroDivisionError
+
+    with tenant_context(org_a):
+        with pytest.raises(ZeroDivisionError):
+            fail_inside_b()
         assert get_current_organization() == org_a
     assert current_organization_or_none() is None
 
