@@ -21,7 +21,8 @@ def test_it_scopes_the_default_manager(model):
     assert isinstance(model._default_manager, TenantManager)
     assert isinstance(model.all_tenants, models.Manager)
     field = model._meta.get_field("organization")
-    assert field.related_model is Organization and not field.null
+    assert field.related_model is Organization
+    assert not field.null
 
 
 @pytest.mark.parametrize("model", TENANT_MODELS, ids=lambda m: m._meta.label)

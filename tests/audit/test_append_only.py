@@ -54,6 +54,10 @@ def test_it_refuses_deletes_from_the_application(event, org_a):
 def test_it_refuses_changes_even_from_the_table_owner(event, statement):
     # The trigger binds every role, the owner and superusers included; the
     # RESET ROLE is undone when the test's transaction rolls back.
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("RESET ROLE")
-        cursor.execute(statement)
+    def as_owner() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")
+            cursor.execute(statement)
+
+    with pytest.raises(DatabaseError, match="append-only"):
+        as_owner()

@@ -100,12 +100,12 @@ def test_it_survives_an_empty_setting_left_on_a_pooled_connection(two_orgs_with_
 def test_it_forces_row_level_security_on_every_tenant_table(db):
     tables = tenant_tables()
     assert "audit_auditevent" in tables
-    rows = dict(
-        (name, (enabled, forced))
+    rows = {
+        name: (enabled, forced)
         for name, enabled, forced in raw(
             "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = ANY(%s)", (tables,)
         )
-    )
+    }
     policies = {
         name for (name,) in raw("SELECT tablename FROM pg_policies WHERE policyname = 'organization_isolation'")
     }
