@@ -10,3 +10,6 @@ CELERY_TASK_ALWAYS_EAGER = False
 # The lockout tests set their own limit; a fixed cool-off keeps them predictable.
 AXES_FAILURE_LIMIT = 3
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+# Serve static files from the apps' folders, without a collectstatic step.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

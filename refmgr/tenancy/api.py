@@ -10,11 +10,15 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Model, QuerySet
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .authentication import HasRole, OrganizationTokenAuthentication
-from .models import Role
+from .context import tenant_context
+from .models import Organization, Role
 
 
 class TenantScopedMixin:
@@ -45,3 +49,17 @@ class TenantScopedViewSet(TenantScopedMixin, viewsets.GenericViewSet):
 
 class TenantScopedAPIView(TenantScopedMixin, APIView):
     pass
+
+
+class OrganizationFreeSchemaView(SpectacularAPIView):
+    """The OpenAPI schema, generated inside a placeholder organization that owns no rows.
+
+    Schema generation builds (but never runs) querysets, e.g. django-filter
+    resolving lookups through the default manager, which refuses to work
+    without an organization. The placeholder (id 0, never saved) satisfies
+    it while guaranteeing that any query that did run would match nothing.
+    """
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        with tenant_context(Organization(pk=0, slug="schema", name="schema")):
+            return super().get(request, *args, **kwargs)

@@ -24,3 +24,8 @@ class TenantManager(models.Manager):
     def get_queryset(self) -> models.QuerySet[Any]:
         organization = get_current_organization()
         return TenantQuerySet(self.model, using=self._db).filter(organization=organization)
+
+    def none(self) -> models.QuerySet[Any]:
+        # An empty queryset reveals nothing, so it needs no organization;
+        # schema generation (drf-spectacular, django-filter) asks for one.
+        return TenantQuerySet(self.model, using=self._db).none()
