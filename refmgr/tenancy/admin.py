@@ -8,6 +8,7 @@ every organization's rows. New rows are stamped with the working organization.
 from __future__ import annotations
 
 import csv
+import json
 from typing import Any
 
 from django.contrib import admin
@@ -21,6 +22,8 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 def csv_safe(value: Any) -> str:
     """A cell a spreadsheet will not run: text starting like a formula gets a leading quote."""
+    if isinstance(value, dict | list):
+        value = json.dumps(value, sort_keys=True, default=str)
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
