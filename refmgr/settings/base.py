@@ -251,6 +251,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "health-check": {"task": "refmgr.common.tasks.health_check", "schedule": timedelta(minutes=5)},
+    # Per-organization sweeps go through fan_out, which enqueues one task per organization.
+    "invitations-send-pending": {
+        "task": "refmgr.tenancy.tasks.fan_out",
+        "schedule": timedelta(minutes=5),
+        "kwargs": {"task_name": "refmgr.tenancy.tasks.invitations_send_pending"},
+    },
 }
 
 # --- REST framework ---------------------------------------------------------------

@@ -7,6 +7,7 @@ Keyword-only, typed, each in its own transaction with its audit event
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -194,13 +195,33 @@ def invitation_send(*, organization: Organization, invitation_id: int, accept_ur
     base = accept_url_base or settings.SITE_URL
     link = base.rstrip("/") + reverse("invitation_accept", kwargs={"token": invitation_token(invitation)})
     context = {"invitation": invitation, "organization": organization, "link": link}
-    send_mail(
-        subject=render_to_string("tenancy/email/invitation_subject.txt", context).strip(),
-        message=render_to_string("tenancy/email/invitation.txt", context),
-        from_email=None,
-        recipient_list=[invitation.email],
-    )
+    try:
+        send_mail(
+            subject=render_to_string("tenancy/email/invitation_subject.txt", context).strip(),
+            message=render_to_string("tenancy/email/invitation.txt", context),
+            from_email=None,
+            recipient_list=[invitation.email],
+        )
+    except Exception:
+        # Nothing went out: release the claim so a retry or the pending sweep sends it.
+        Invitation.objects.filter(pk=invitation_id).update(sent_at=None)
+        raise
     return True
+
+
+def invitations_send_pending(*, organization: Organization, older_than: timedelta, limit: int = 100) -> int:
+    """Send open invitations whose send never happened (the task was lost with the broker).
+
+    The invitation row is its own outbox: ``sent_at`` stays empty until a
+    send is claimed, so this sweep finds exactly what is owed. Returns how
+    many were sent.
+    """
+    _assert_current(organization)
+    now = timezone.now()
+    owed = Invitation.objects.filter(
+        sent_at=None, accepted_at=None, revoked_at=None, created_at__lt=now - older_than, expires_at__gt=now
+    ).values_list("pk", flat=True)[:limit]
+    return sum(invitation_send(organization=organization, invitation_id=pk) for pk in list(owed))
 
 
 @transaction.atomic
@@ -281,3 +302,38 @@ def api_token_touch(*, token: ApiToken) -> None:
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+
+
+# --- The invitation accept page ---------------------------------------------------------
+
+
+@transaction.atomic
+def invitation_accept_existing_user(
+    *, organization: Organization, invitation_id: int, user: AbstractBaseUser
+) -> Membership:
+    """Accept an invitation as a signed-in user, who must not already be an active member.
+
+    Accepting would otherwise overwrite an existing member's role with the
+    invitation's, which could even demote the last admin.
+    """
+    _assert_current(organization)
+    if Membership.objects.filter(user=user, is_active=True).exists():
+        raise ApplicationError("You are already a member of this organization.")
+    return invitation_accept(organization=organization, invitation_id=invitation_id, user=user)
+
+
+@transaction.atomic
+def invitation_accept_new_user(
+    *, organization: Organization, invitation_id: int, username: str, password: str
+) -> tuple[AbstractBaseUser, Membership]:
+    """Create an account with the invitation's email address and accept the invitation, all or nothing.
+
+    The caller validates the password (Django's validators need the form's context).
+    """
+    _assert_current(organization)
+    invitation = Invitation.objects.filter(pk=invitation_id).first()
+    if invitation is None:
+        raise ApplicationError("This invitation is no longer valid.")
+    user = user_create_from_invitation(username=username, email=invitation.email, password=password)
+    membership = invitation_accept(organization=organization, invitation_id=invitation_id, user=user)
+    return user, membership

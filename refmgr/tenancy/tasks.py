@@ -55,3 +55,30 @@ def invitation_send(*, organization_id: int, invitation_id: int) -> bool:
         return invitation_send_service(organization=get_current_organization(), invitation_id=invitation_id)
     except OSError as exc:  # SMTP down: worth another try
         raise TransientError(str(exc)) from exc
+
+
+@tenant_task(name="refmgr.tenancy.tasks.invitations_send_pending")
+def invitations_send_pending(*, organization_id: int) -> int:
+    from datetime import timedelta
+
+    from .context import get_current_organization
+    from .services import invitations_send_pending as invitations_send_pending_service
+
+    return invitations_send_pending_service(organization=get_current_organization(), older_than=timedelta(minutes=2))
+
+
+@shared_task(name="refmgr.tenancy.tasks.fan_out", acks_late=True)
+def fan_out(*, task_name: str) -> int:
+    """Beat's entry point for per-organization work: one task per active organization.
+
+    Beat itself never runs organization work, so nothing runs outside an
+    organization: each child task enters its own (``TenantTask``). Reading
+    the organization list is safe without a context, as organizations are
+    the tenancy directory, not tenant-owned rows.
+    """
+    from refmgr.celery import app
+
+    organization_ids = list(Organization.objects.filter(is_active=True).values_list("pk", flat=True))
+    for organization_id in organization_ids:
+        app.send_task(task_name, kwargs={"organization_id": organization_id})
+    return len(organization_ids)
