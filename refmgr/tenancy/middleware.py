@@ -62,7 +62,9 @@ class TenantMiddleware:
                 if membership is None:
                     raise Http404("No such organization")
                 request.membership = membership  # type: ignore[attr-defined]
-                request.session[selectors.ACTIVE_ORGANIZATION_SESSION_KEY] = organization.pk
+                if request.session.get(selectors.ACTIVE_ORGANIZATION_SESSION_KEY) != organization.pk:
+                    # Only on a change: writing every time would save the session on every page.
+                    request.session[selectors.ACTIVE_ORGANIZATION_SESSION_KEY] = organization.pk
             return self.get_response(request)
 
     def _admin_request(self, request: HttpRequest) -> HttpResponse:
