@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from refmgr.tenancy import views as tenancy_views
-from refmgr.tenancy.api import OrganizationFreeSchemaView
 
 organization_patterns = [
     path("", include("refmgr.tenancy.urls")),
@@ -24,7 +23,7 @@ urlpatterns = [
     path("invite/<str:token>/", tenancy_views.invitation_accept, name="invitation_accept"),
     path("o/<slug:organization_slug>/", include(organization_patterns)),
     path("api/v1/", include("refmgr.api_router")),
-    path("api/schema/", OrganizationFreeSchemaView.as_view(), name="api-schema"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("admin/", admin.site.urls),

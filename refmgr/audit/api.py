@@ -18,6 +18,7 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         actor = serializers.CharField(source="actor_label", read_only=True)
 
         class Meta:
+            ref_name = "AuditEvent"
             model = AuditEvent
             fields = ["id", "created_at", "actor", "action", "object_type", "object_id", "object_repr", "details"]
 

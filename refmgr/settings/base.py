@@ -287,6 +287,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "DEFAULT_GENERATOR_CLASS": "refmgr.tenancy.api.OrganizationFreeSchemaGenerator",
 }
 
 # --- Security -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         email = serializers.EmailField(source="user.email", read_only=True)
 
         class Meta:
+            ref_name = "Member"
             model = Membership
             fields = ["id", "username", "email", "role", "is_active", "created_at"]
 

@@ -164,3 +164,13 @@ def test_it_serves_the_openapi_schema_and_docs_offline(db):
     body = docs.content.decode()
     assert "cdn" not in body.lower()
     assert "/static/drf_spectacular_sidecar/" in body
+
+
+def test_it_generates_a_valid_schema_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    target = tmp_path / "schema.yml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
+    text = target.read_text()
+    assert "tokenAuth" in text
+    assert "/api/schema/" not in text
