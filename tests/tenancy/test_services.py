@@ -152,3 +152,26 @@ def test_it_stores_only_a_hash_of_the_api_key(org_a, alice_membership):
     assert key.startswith(f"{org_a.pk}.")
     assert key not in (stored.key_hash, stored.prefix)
     assert stored.key_hash == ApiToken.hash_key(key)
+
+
+def test_it_hides_other_tenants_invitations(org_a, org_b, alice, mallory):
+    from refmgr.tenancy.selectors import invitation_list_open
+
+    with tenant_context(org_b):
+        services.invitation_create(organization=org_b, email="b@example.com", role=Role.SALES, actor=mallory)
+    with tenant_context(org_a):
+        services.invitation_create(organization=org_a, email="a@example.com", role=Role.SALES, actor=alice)
+        assert [i.email for i in invitation_list_open(organization=org_a)] == ["a@example.com"]
+        with pytest.raises(ValueError, match="does not match"):
+            invitation_list_open(organization=org_b)
+
+
+def test_it_hides_other_tenants_api_tokens(org_a, org_b, alice_membership, mallory_membership):
+    from refmgr.tenancy.selectors import api_token_list
+
+    with tenant_context(org_b):
+        services.api_token_create(organization=org_b, membership=mallory_membership, actor=None)
+    with tenant_context(org_a):
+        mine, _ = services.api_token_create(organization=org_a, membership=alice_membership, actor=None)
+        assert list(ApiToken.objects.all()) == [mine]
+        assert list(api_token_list(organization=org_a, membership=mallory_membership)) == []
