@@ -228,10 +228,9 @@ def api_tokens(request: HttpRequest, organization_slug: str) -> HttpResponse:
         except ApplicationError as error:
             form.add_application_error(error)
         else:
-            # Rendered, not redirected: the key is never stored, so it cannot be shown again.
-            response = render(request, "tenancy/api_token_created.html", {"token": token, "key": key})
-            response["Cache-Control"] = "no-store"
-            return response
+            # Rendered, not redirected: the key is never stored, so it cannot be shown again
+            # (and never_cache keeps it out of every cache).
+            return render(request, "tenancy/api_token_created.html", {"token": token, "key": key})
     tokens = list(selectors.api_token_list(organization=organization, membership=membership))
     return render(request, "tenancy/api_tokens.html", {"tokens": tokens, "form": form})
 
