@@ -50,6 +50,11 @@ def test_it_signs_in_manages_members_switches_organization_and_signs_out(
     expect(page.get_by_role("status").filter(has_text="bob is now Compliance reviewer")).to_be_visible()
     expect(page.get_by_label("Role of bob")).to_have_value(Role.COMPLIANCE)
 
+    # The search narrows the table in place (htmx) and keeps the address shareable.
+    page.get_by_label("Search members").fill("bo")
+    expect(page.get_by_text("1 member matching")).to_be_visible()
+    expect(page).to_have_url(f"{live_server.url}/o/acme/members/?q=bo")
+
     page.locator("details.switcher > summary").click()
     page.get_by_role("link", name=re.compile("Borealis Robotics")).click()
     expect(page).to_have_url(f"{live_server.url}/o/borealis/")
