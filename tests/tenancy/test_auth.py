@@ -64,6 +64,8 @@ def test_it_locks_out_after_repeated_failures(client, bob):
     assert response.status_code == 429
     assert "registration/locked_out.html" in [t.name for t in response.templates]
     assert "Sign-in temporarily paused" in response.content.decode()
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    assert f"try again in {minutes} minutes" in response.content.decode()
     # Even the right password is refused during the cool-off.
     response = sign_in(client, "bob", PASSWORD)
     assert response.status_code == 429
