@@ -15,7 +15,8 @@ from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
-from .models import ApiToken, Invitation, Membership, Organization, Role
+from .admin_site import is_org_admin
+from .models import ApiToken, Invitation, Membership, Organization
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -33,21 +34,6 @@ class _Echo:
         return value
 
 
-def _is_org_admin(request: HttpRequest) -> bool:
-    membership = getattr(request, "membership", None)
-    return membership is not None and membership.role == Role.ADMIN and request.user.is_staff
-
-
-class RefmgrAdminSite(admin.AdminSite):
-    site_header = "refmgr administration"
-    site_title = "refmgr admin"
-    index_title = "Audit and administration"
-
-    def has_permission(self, request: HttpRequest) -> bool:
-        user = request.user
-        return bool(user.is_active and (user.is_superuser or _is_org_admin(request)))
-
-
 class TenantAdmin(admin.ModelAdmin):
     """Scope to the working organization; superusers see all organizations."""
 
@@ -63,7 +49,7 @@ class TenantAdmin(admin.ModelAdmin):
         return queryset.order_by(*ordering) if ordering else queryset
 
     def _allowed(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and (request.user.is_superuser or _is_org_admin(request)))
+        return bool(request.user.is_active and (request.user.is_superuser or is_org_admin(request)))
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self._allowed(request)
@@ -132,7 +118,7 @@ class OrganizationAdmin(admin.ModelAdmin):
         return queryset.filter(pk=organization.pk) if organization else queryset.none()
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_superuser or _is_org_admin(request))
+        return bool(request.user.is_superuser or is_org_admin(request))
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self.has_module_permission(request)

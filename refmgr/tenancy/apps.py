@@ -19,4 +19,4 @@ class RefmgrAdminConfig(admin_apps.AdminConfig):
     """Django admin with refmgr's site, so every app's ``@admin.register`` lands on it."""
 
     default = False
-    default_site = "refmgr.tenancy.admin.RefmgrAdminSite"
+    default_site = "refmgr.tenancy.admin_site.RefmgrAdminSite"

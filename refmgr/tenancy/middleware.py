@@ -52,7 +52,6 @@ class TenantMiddleware:
         if organization is None:
             raise Http404("No such organization")
         with tenant_context(organization):
-            request.organization = organization  # type: ignore[attr-defined]
             if not self._is_public(request):
                 if not request.user.is_authenticated:
                     from django.contrib.auth.views import redirect_to_login
@@ -65,6 +64,8 @@ class TenantMiddleware:
                 if request.session.get(selectors.ACTIVE_ORGANIZATION_SESSION_KEY) != organization.pk:
                     # Only on a change: writing every time would save the session on every page.
                     request.session[selectors.ACTIVE_ORGANIZATION_SESSION_KEY] = organization.pk
+            # Set only now, so a 404 page for a stranger cannot name the organization.
+            request.organization = organization  # type: ignore[attr-defined]
             return self.get_response(request)
 
     def _admin_request(self, request: HttpRequest) -> HttpResponse:

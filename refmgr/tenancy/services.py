@@ -245,6 +245,9 @@ def invitation_accept(*, organization: Organization, invitation_id: int, user: A
         raise ApplicationError("This invitation has already been used.")
     if invitation.expires_at <= timezone.now():
         raise ApplicationError("This invitation has expired. Ask your administrator for a new one.")
+    if Membership.objects.filter(user=user, is_active=True).exists():
+        # Accepting must never change an existing member's role (it could demote the last admin).
+        raise ApplicationError("You are already a member of this organization.")
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by", "updated_at"])

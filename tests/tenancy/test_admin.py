@@ -105,3 +105,10 @@ def test_it_stamps_the_working_organization_on_rows_created_in_admin(client, ali
     assert response.status_code == 302, response.content.decode()[:2000]
     with tenant_context(org_a):
         assert Membership.objects.get(user=newcomer).organization_id == org_a.pk
+
+
+def test_it_registers_the_tenancy_models_on_the_admin_site(client, alice):
+    client.force_login(alice)
+    body = client.get("/admin/").content.decode()
+    for path in ("/admin/tenancy/membership/", "/admin/tenancy/invitation/", "/admin/audit/auditevent/"):
+        assert path in body

@@ -175,3 +175,14 @@ def test_it_hides_other_tenants_api_tokens(org_a, org_b, alice_membership, mallo
         mine, _ = services.api_token_create(organization=org_a, membership=alice_membership, actor=None)
         assert list(ApiToken.objects.all()) == [mine]
         assert list(api_token_list(organization=org_a, membership=mallory_membership)) == []
+
+
+def test_it_refuses_an_invitation_for_someone_already_a_member(org_a, alice, bob, bob_membership):
+    with tenant_context(org_a):
+        invitation = services.invitation_create(
+            organization=org_a, email="bob.other@example.com", role=Role.ADMIN, actor=alice
+        )
+        with pytest.raises(ApplicationError, match="already a member"):
+            services.invitation_accept(organization=org_a, invitation_id=invitation.pk, user=bob)
+        bob_membership.refresh_from_db()
+    assert bob_membership.role == Role.SALES
