@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.templatetags.static import static
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from refmgr.tenancy import views as tenancy_views
@@ -22,7 +20,7 @@ urlpatterns = [
     path("", tenancy_views.home, name="home"),
     path("healthz", tenancy_views.healthz, name="healthz"),
     # Browsers ask for /favicon.ico on pages that name no icon (Django admin, the API docs).
-    path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True)),
+    path("favicon.ico", tenancy_views.favicon),
     path("accounts/", include("refmgr.tenancy.account_urls")),
     path("invite/<str:token>/", tenancy_views.invitation_accept, name="invitation_accept"),
     path("o/<slug:organization_slug>/", include(organization_patterns)),
