@@ -37,8 +37,11 @@ migrate: install ## Apply database migrations
 	$(MANAGE) migrate --noinput
 
 run: install ## Migrate, seed demo data, then run web, Celery worker and beat (Ctrl-C stops all)
+	@echo "==> migrate"
 	$(MANAGE) migrate --noinput
+	echo "==> seed_demo"
 	$(MANAGE) seed_demo
+	echo "==> web on 127.0.0.1:$(PORT), Celery worker, Celery beat"
 	pids=()
 	stop() {
 	  trap - INT TERM EXIT
