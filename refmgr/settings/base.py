@@ -331,7 +331,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # django-axes announces its configuration on every start; only problems are worth a line.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 ADMINS = [("Admin", email) for email in env_list("ADMIN_EMAILS", [])]

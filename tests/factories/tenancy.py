@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from refmgr.tenancy.context import tenant_context
 from refmgr.tenancy.models import Membership, Organization, Role
 
-PASSWORD = "correct-horse-battery"  # noqa: S105 - test-only
+PASSWORD = "correct-horse-battery"
 
 
 class UserFactory(factory.django.DjangoModelFactory):
