@@ -1,0 +1,74 @@
+"""Emails about usage requests: to the reference managers when one arrives, to the salesperson after."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from refmgr.common.exceptions import TransientError
+from refmgr.tenancy.context import get_current_organization
+from refmgr.tenancy.models import Membership, Organization, Role
+
+from .models import NotificationStatus, UsageNotification, UsageRequest
+
+EVENTS = ("created", "approved", "declined", "cancelled")
+
+
+def _recipients(usage_request: UsageRequest, event: str) -> list[str]:
+    if event == "created":
+        owner = usage_request.reference.owner
+        if owner is not None and owner.email:
+            return [owner.email]
+        managers = Membership.objects.filter(role=Role.REFERENCE_MANAGER, is_active=True).select_related("user")
+        return sorted({m.user.email for m in managers if m.user.email})
+    requester = usage_request.requested_by
+    return [requester.email] if requester.email else []
+
+
+def usage_request_notify(*, organization: Organization, usage_request_id: int, event: str) -> str:
+    """Send one notification at most once; returns what happened (sent, duplicate, nobody, gone)."""
+    if get_current_organization().pk != organization.pk:
+        raise ValueError("The organization passed does not match the current organization context")
+    if event not in EVENTS:
+        raise ValueError(f"unknown event {event!r}")
+    usage_request = (
+        UsageRequest.objects.select_related("reference__owner", "requested_by", "decided_by")
+        .filter(pk=usage_request_id)
+        .first()
+    )
+    if usage_request is None:
+        return "gone"
+    recipients = _recipients(usage_request, event)
+    if not recipients:
+        return "nobody"
+    try:
+        # Claimed and committed before sending: a second task finds the row and stops.
+        with transaction.atomic():
+            claim = UsageNotification.objects.create(
+                organization=organization, usage_request=usage_request, event=event, recipients=recipients
+            )
+    except IntegrityError:
+        return "duplicate"
+    slug = organization.slug
+    link = settings.SITE_URL.rstrip("/") + (
+        reverse("references:queue", kwargs={"organization_slug": slug})
+        if event == "created"
+        else reverse("references:my_requests", kwargs={"organization_slug": slug})
+    )
+    context = {"usage_request": usage_request, "organization": organization, "event": event, "link": link}
+    try:
+        send_mail(
+            subject=render_to_string("references/email/usage_request_subject.txt", context).strip(),
+            message=render_to_string("references/email/usage_request.txt", context),
+            from_email=None,
+            recipient_list=recipients,
+        )
+    except OSError as exc:
+        # The server refused before accepting the message: release the claim and retry.
+        UsageNotification.objects.filter(pk=claim.pk).delete()
+        raise TransientError(str(exc)) from exc
+    UsageNotification.objects.filter(pk=claim.pk).update(status=NotificationStatus.SENT)
+    return "sent"

@@ -1,0 +1,5 @@
+"""References pages: manage (see references/urls.py)."""
+
+from __future__ import annotations
+
+urlpatterns: list = []
