@@ -44,6 +44,17 @@ def usage_request_notify(*, organization: Organization, usage_request_id: int, e
     recipients = _recipients(usage_request, event)
     if not recipients:
         return "nobody"
+    # Everything that can fail for our own reasons happens before the claim,
+    # so a claim is only ever left behind by the mail server itself.
+    slug = organization.slug
+    link = settings.SITE_URL.rstrip("/") + (
+        reverse("references:queue", kwargs={"organization_slug": slug})
+        if event == "created"
+        else reverse("references:my_requests", kwargs={"organization_slug": slug})
+    )
+    context = {"usage_request": usage_request, "organization": organization, "event": event, "link": link}
+    subject = render_to_string("references/email/usage_request_subject.txt", context).strip()
+    body = render_to_string("references/email/usage_request.txt", context)
     try:
         # Claimed and committed before sending: a second task finds the row and stops.
         with transaction.atomic():
@@ -52,20 +63,8 @@ def usage_request_notify(*, organization: Organization, usage_request_id: int, e
             )
     except IntegrityError:
         return "duplicate"
-    slug = organization.slug
-    link = settings.SITE_URL.rstrip("/") + (
-        reverse("references:queue", kwargs={"organization_slug": slug})
-        if event == "created"
-        else reverse("references:my_requests", kwargs={"organization_slug": slug})
-    )
-    context = {"usage_request": usage_request, "organization": organization, "event": event, "link": link}
     try:
-        send_mail(
-            subject=render_to_string("references/email/usage_request_subject.txt", context).strip(),
-            message=render_to_string("references/email/usage_request.txt", context),
-            from_email=None,
-            recipient_list=recipients,
-        )
+        send_mail(subject=subject, message=body, from_email=None, recipient_list=recipients)
     except OSError as exc:
         # The server refused before accepting the message: release the claim and retry.
         UsageNotification.objects.filter(pk=claim.pk).delete()

@@ -1,0 +1,90 @@
+"""Usage-request emails: enqueued after commit, sent at most once, a failed send retried."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+from django.core.mail.backends.base import BaseEmailBackend
+from django.db import DatabaseError, connection, transaction
+
+from references import services
+from references.models import UsageEvent, UsageNotification
+from references.notifications import usage_request_notify
+from refmgr.common.exceptions import TransientError
+from refmgr.tenancy.context import tenant_context
+from tests.factories.references import ReferenceFactory, grant
+
+
+class RefusingSMTP(BaseEmailBackend):
+    """The outside world saying no."""
+
+    def send_messages(self, email_messages):  # type: ignore[no-untyped-def]
+        raise ConnectionRefusedError("SMTP server unavailable")
+
+
+@pytest.fixture
+def usage_request(org_a, bob, carol, django_capture_on_commit_callbacks):
+    reference = ReferenceFactory(organization=org_a)
+    grant(reference, "call")
+    with tenant_context(org_a), django_capture_on_commit_callbacks() as callbacks:
+        created = services.usage_request_create(
+            organization=org_a, reference=reference, scope="call", requested_by=bob, opportunity_name="Initech"
+        )
+    assert len(callbacks) == 1  # the email is enqueued only once the request is committed
+    return created
+
+
+def test_it_tells_the_reference_managers_about_a_new_request(usage_request, org_a, carol):
+    with tenant_context(org_a):
+        assert usage_request_notify(organization=org_a, usage_request_id=usage_request.pk, event="created") == "sent"
+    [message] = mail.outbox
+    assert message.to == [carol.email]
+    assert "Initech" in message.body
+    assert "/o/acme/references/requests/queue/" in message.body
+
+
+def test_it_sends_each_notification_once(usage_request, org_a):
+    with tenant_context(org_a):
+        first = usage_request_notify(organization=org_a, usage_request_id=usage_request.pk, event="created")
+        second = usage_request_notify(organization=org_a, usage_request_id=usage_request.pk, event="created")
+        claim = UsageNotification.objects.get()
+    assert (first, second) == ("sent", "duplicate")
+    assert len(mail.outbox) == 1
+    assert claim.status == "sent"
+
+
+def test_it_tells_the_salesperson_the_decision(usage_request, org_a, bob, carol):
+    with tenant_context(org_a):
+        services.usage_request_decline(organization=org_a, usage_request=usage_request, actor=carol, reason="Too soon")
+        usage_request_notify(organization=org_a, usage_request_id=usage_request.pk, event="declined")
+    [message] = mail.outbox
+    assert message.to == [bob.email]
+    assert "Too soon" in message.body
+
+
+def test_it_releases_the_claim_when_the_mail_server_refuses(usage_request, org_a, settings):
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingSMTP"
+    with tenant_context(org_a):
+        with pytest.raises(TransientError):
+            usage_request_notify(organization=org_a, usage_request_id=usage_request.pk, event="created")
+        assert not UsageNotification.objects.exists()
+        settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+        assert usage_request_notify(organization=org_a, usage_request_id=usage_request.pk, event="created") == "sent"
+
+
+def test_it_does_nothing_for_a_request_that_is_gone(org_a):
+    with tenant_context(org_a):
+        assert usage_request_notify(organization=org_a, usage_request_id=999999, event="created") == "gone"
+
+
+@pytest.mark.postgres
+def test_it_keeps_the_usage_ledger_append_only(usage_request, org_a, carol):
+    with tenant_context(org_a):
+        services.usage_request_approve(organization=org_a, usage_request=usage_request, actor=carol)
+        with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic():
+            UsageEvent.objects.update(outcome="won")
+        with pytest.raises(DatabaseError, match="permission denied"), transaction.atomic():
+            UsageEvent.objects.all().delete()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT has_table_privilege(current_user, 'references_usageevent', 'INSERT')")
+        assert cursor.fetchone() == (True,)
