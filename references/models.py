@@ -19,7 +19,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from guardian.managers import GroupObjectPermissionManager, UserObjectPermissionManager
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from refmgr.tenancy.managers import TenantManager
 from refmgr.tenancy.models import TenantOwnedModel
 
 
@@ -177,9 +180,15 @@ class Reference(TenantOwnedModel):
     retired_at = models.DateTimeField(null=True, blank=True)
     # Shown wherever the reference appears once an incentive review clears it.
     disclosure = models.CharField(_("disclosure"), max_length=300, blank=True)
+    # Set only by references.services.reference_restrict / reference_unrestrict; who may
+    # see a restricted reference is kept in django-guardian's object permissions below.
+    restricted = models.BooleanField(
+        _("restricted"), default=False, help_text=_("Visible only to the named people and groups.")
+    )
 
     class Meta(TenantOwnedModel.Meta):
         ordering = ["-updated_at", "-id"]
+        permissions = [("view_restricted_reference", "Can see a restricted reference")]
         indexes = [
             models.Index(fields=["organization", "status", "-updated_at"], name="references_ref_org_status"),
         ]
@@ -425,3 +434,55 @@ class UsageNotification(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.event} of request {self.usage_request_id}: {self.status}"
+
+
+# --- Restricted references: django-guardian direct object permissions, per organization ---
+
+
+class TenantUserObjectPermissionManager(TenantManager, UserObjectPermissionManager):
+    """Guardian's manager (``assign_perm``, ``is_generic``) on top of organization scoping."""
+
+
+class TenantGroupObjectPermissionManager(TenantManager, GroupObjectPermissionManager):
+    """Guardian's manager (``assign_perm``, ``is_generic``) on top of organization scoping."""
+
+
+class ReferenceUserObjectPermission(TenantOwnedModel, UserObjectPermissionBase):
+    """A person allowed to see one restricted reference (guardian's direct foreign-key model).
+
+    Guardian finds it through the ``content_object`` foreign key to ``Reference``;
+    carrying the organization makes the rows tenant-owned, so the scoped
+    manager and row-level security keep them apart like every other table.
+    """
+
+    content_object = models.ForeignKey(Reference, on_delete=models.CASCADE, related_name="user_permissions")
+
+    objects = TenantUserObjectPermissionManager()
+    all_tenants = models.Manager()
+
+    class Meta(TenantOwnedModel.Meta):
+        default_manager_name = "objects"
+        constraints = [
+            *TenantOwnedModel.Meta.constraints,
+            models.UniqueConstraint(
+                fields=["organization", "content_object", "user", "permission"], name="references_userperm_uniq"
+            ),
+        ]
+
+
+class ReferenceGroupObjectPermission(TenantOwnedModel, GroupObjectPermissionBase):
+    """A group (e.g. a strategic account's team) allowed to see one restricted reference."""
+
+    content_object = models.ForeignKey(Reference, on_delete=models.CASCADE, related_name="group_permissions")
+
+    objects = TenantGroupObjectPermissionManager()
+    all_tenants = models.Manager()
+
+    class Meta(TenantOwnedModel.Meta):
+        default_manager_name = "objects"
+        constraints = [
+            *TenantOwnedModel.Meta.constraints,
+            models.UniqueConstraint(
+                fields=["organization", "content_object", "group", "permission"], name="references_groupperm_uniq"
+            ),
+        ]

@@ -2,4 +2,10 @@
 
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import access_views
+
+urlpatterns: list = [
+    path("manage/<int:reference_id>/access/", access_views.reference_access, name="access"),
+]
