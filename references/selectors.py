@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -163,3 +164,304 @@ __all__ = [
     "scope_is_usable",
     "usable_scope_grants",
 ]
+
+
+# --- Catalogue: what salespeople browse (appended for the catalogue pages) ---------------
+
+CATALOGUE_SORTS = ("relevance", "newest", "title", "account")
+CATALOGUE_FILTERS = ("industry", "product", "region", "size_band", "use_case", "scope")
+
+
+@dataclass(frozen=True)
+class CatalogueFilters:
+    """The catalogue's filters; an empty string means "any"."""
+
+    industry: str = ""
+    product: str = ""
+    region: str = ""
+    size_band: str = ""
+    use_case: str = ""
+    scope: str = ""
+
+    def without(self, name: str) -> CatalogueFilters:
+        """The same filters with ``name`` cleared (a facet counts over the others)."""
+        return CatalogueFilters(**{field: "" if field == name else getattr(self, field) for field in CATALOGUE_FILTERS})
+
+
+def _search_vector() -> Any:
+    from django.contrib.postgres.search import SearchVector
+
+    # Exactly the expression of the GIN index in migration 0002, so PostgreSQL can use it.
+    return SearchVector("title", weight="A", config="english") + SearchVector("summary", weight="B", config="english")
+
+
+def _is_postgres() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
+
+
+def _catalogue_search(references: QuerySet[Reference], query: str) -> QuerySet[Reference]:
+    from .models import Publication, ReferenceLabel
+
+    if _is_postgres():
+        from django.contrib.postgres.search import SearchQuery, SearchRank
+
+        search_query = SearchQuery(query, search_type="websearch", config="english")
+        vector = _search_vector()
+        return references.annotate(search=vector, rank=SearchRank(vector, search_query)).filter(search=search_query)
+    # SQLite (development): every word must appear in the title, the summary, a label or
+    # the account's name (not for anonymised references: the name is exactly what they hide).
+    for term in query.split()[:10]:
+        labels = ReferenceLabel.objects.filter(reference=OuterRef("pk"), value__icontains=term)
+        references = references.filter(
+            Q(title__icontains=term)
+            | Q(summary__icontains=term)
+            | (Q(account__name__icontains=term) & ~Q(publication=Publication.ANONYMISED))
+            | Q(Exists(labels))
+        )
+    return references
+
+
+def _catalogue_filter(references: QuerySet[Reference], filters: CatalogueFilters) -> QuerySet[Reference]:
+    from .models import LabelKind, ReferenceLabel
+
+    if filters.industry:
+        references = references.filter(account__industry=filters.industry)
+    if filters.region:
+        references = references.filter(account__region=filters.region)
+    if filters.size_band:
+        references = references.filter(account__size_band=filters.size_band)
+    for kind, value in ((LabelKind.PRODUCT, filters.product), (LabelKind.USE_CASE, filters.use_case)):
+        if value:
+            references = references.filter(
+                Exists(ReferenceLabel.objects.filter(reference=OuterRef("pk"), kind=kind, value=value))
+            )
+    if filters.scope:
+        references = references.filter(reference_usable_filter(scope=filters.scope))
+    return references
+
+
+def _catalogue_base(*, user: Any, query: str, filters: CatalogueFilters) -> QuerySet[Reference]:
+    from .restrictions import restriction_filter
+
+    references = Reference.objects.filter(reference_usable_filter()).filter(restriction_filter(user=user))
+    if query:
+        references = _catalogue_search(references, query)
+    return _catalogue_filter(references, filters)
+
+
+def reference_catalogue(
+    *,
+    organization: Organization,
+    user: Any,
+    query: str = "",
+    filters: CatalogueFilters | None = None,
+    sort: str = "",
+) -> QuerySet[Reference]:
+    """The references ``user`` may browse: usable now, not restricted away, matching search and filters.
+
+    Every role sees only references with at least one usable scope here (the
+    manage pages list the rest). ``sort`` is one of :data:`CATALOGUE_SORTS`;
+    relevance (the default while searching) needs a query, else newest.
+    """
+    _assert_current(organization)
+    query = query.strip()
+    references = _catalogue_base(user=user, query=query, filters=filters or CatalogueFilters())
+    references = references.select_related("account", "advocate")
+    if sort not in CATALOGUE_SORTS or (sort == "relevance" and not query):
+        sort = "relevance" if query else "newest"
+    if sort == "relevance":
+        # On SQLite there is no rank: the newest first among the matches.
+        ordering = ["-rank", "-updated_at", "-id"] if _is_postgres() else ["-updated_at", "-id"]
+    else:
+        ordering = {
+            "newest": ["-created_at", "-id"],
+            "title": ["title", "id"],
+            "account": ["account__name", "title", "id"],
+        }[sort]
+    return references.order_by(*ordering)
+
+
+def reference_catalogue_get(*, organization: Organization, user: Any, reference_id: int) -> Reference | None:
+    """One reference of ``user``'s catalogue, or None (unusable, restricted or another organization's)."""
+    return reference_catalogue(organization=organization, user=user).filter(pk=reference_id).first()
+
+
+def reference_catalogue_facets(
+    *, organization: Organization, user: Any, query: str = "", filters: CatalogueFilters | None = None
+) -> dict[str, list[tuple[str, int]]]:
+    """For each filter, its values and how many catalogue references have each (one query per facet).
+
+    A facet counts over the set narrowed by the search and by every *other*
+    filter, so the chosen value's alternatives stay visible and selectable.
+    """
+    from django.db.models import Count
+
+    from .models import LabelKind, ReferenceLabel
+
+    _assert_current(organization)
+    filters = filters or CatalogueFilters()
+    query = query.strip()
+
+    def base(name: str) -> QuerySet[Reference]:
+        return _catalogue_base(user=user, query=query, filters=filters.without(name)).order_by()
+
+    def counted(rows: Iterable[tuple[Any, int]]) -> list[tuple[str, int]]:
+        return sorted(((value, n) for value, n in rows if value), key=lambda row: (-row[1], row[0]))
+
+    facets: dict[str, list[tuple[str, int]]] = {}
+    for name, column in (
+        ("industry", "account__industry"),
+        ("region", "account__region"),
+        ("size_band", "account__size_band"),
+    ):
+        rows = base(name).values_list(column).annotate(n=Count("pk", distinct=True)).values_list(column, "n")
+        facets[name] = counted(rows)
+    for name, kind in (("product", LabelKind.PRODUCT), ("use_case", LabelKind.USE_CASE)):
+        rows = (
+            ReferenceLabel.objects.filter(kind=kind, reference_id__in=base(name).values("pk"))
+            .values_list("value")
+            .annotate(n=Count("reference_id", distinct=True))
+            .values_list("value", "n")
+            .order_by()
+        )
+        facets[name] = counted(rows)
+    rows = (
+        usable_scope_grants()
+        .filter(reference_id__in=base("scope").values("pk"))
+        .values_list("scope")
+        .annotate(n=Count("reference_id", distinct=True))
+        .values_list("scope", "n")
+        .order_by()
+    )
+    # Scopes in their natural order (call, quote, ...), not by count.
+    order = {value: index for index, value in enumerate(Scope.values)}
+    facets["scope"] = sorted(counted(rows), key=lambda row: order.get(row[0], len(order)))
+    return facets
+
+
+# --- Fatigue for a whole page of contacts -----------------------------------------------------
+
+
+def _fatigue_from_times(
+    *, contact: Contact, times: list[datetime], cap: int, rest_days: int, window_days: int, now: datetime
+) -> FatigueVerdict:
+    # The same arithmetic as contact_fatigue(), over times already fetched.
+    rest, window = timedelta(days=rest_days), timedelta(days=window_days)
+    if cap == 0:
+        return FatigueVerdict(allowed=False, reason="This person does not take part in calls, visits or videos.")
+    times = sorted(t for t in times if t > now - window)
+    available_from: datetime | None = None
+    reason = ""
+    if len(times) >= cap:
+        available_from = times[len(times) - cap] + window
+        reason = f"{contact.name} has been asked {len(times)} times in the last {window.days} days (limit {cap})."
+    if times and times[-1] + rest > now:
+        rested = times[-1] + rest
+        if available_from is None or rested > available_from:
+            available_from = rested
+            reason = reason or f"{contact.name} is resting for {rest.days} days after the last use."
+    if available_from is not None:
+        return FatigueVerdict(allowed=False, available_from=available_from, reason=reason)
+    return FatigueVerdict(allowed=True)
+
+
+def contacts_fatigue(
+    *, organization: Organization, contacts: Iterable[Contact], now: datetime | None = None
+) -> dict[int, FatigueVerdict]:
+    """:func:`contact_fatigue` for many contacts at once (two queries), for one more call, visit or video.
+
+    Keyed by contact id. For list pages, whose query count must not grow with the page.
+    """
+    _assert_current(organization)
+    contacts = {contact.pk: contact for contact in contacts if contact is not None}
+    if not contacts:
+        return {}
+    now = now or timezone.now()
+    limits = reference_settings_get(organization=organization)
+    times: dict[int, list[datetime]] = defaultdict(list)
+    uses = UsageRequest.objects.filter(
+        reference__advocate_id__in=list(contacts),
+        scope__in=FATIGUE_SCOPES,
+        status__in=(UsageStatus.APPROVED, UsageStatus.COMPLETED),
+        decided_at__gt=now - timedelta(days=limits.usage_window_days),
+    ).values_list("reference__advocate_id", "decided_at")
+    for contact_id, decided_at in uses:
+        times[contact_id].append(decided_at)
+    return {
+        contact_id: _fatigue_from_times(
+            contact=contact,
+            times=times[contact_id],
+            cap=contact.usage_cap if contact.usage_cap is not None else limits.usage_cap,
+            rest_days=contact.cooldown_days if contact.cooldown_days is not None else limits.cooldown_days,
+            window_days=limits.usage_window_days,
+            now=now,
+        )
+        for contact_id, contact in contacts.items()
+    }
+
+
+# --- Usage requests and the ledger, for the pages ---------------------------------------------------
+
+
+def usage_request_queue(*, organization: Organization, user: Any) -> QuerySet[UsageRequest]:
+    """Pending requests, the most urgent first (needed-by date; undated ones last, oldest first)."""
+    from django.db.models import F
+
+    from .restrictions import restriction_filter
+
+    _assert_current(organization)
+    visible = Reference.objects.filter(restriction_filter(user=user)).values("pk")
+    return (
+        UsageRequest.objects.filter(status=UsageStatus.PENDING, reference_id__in=visible)
+        .select_related("reference__account", "reference__advocate", "requested_by")
+        .order_by(F("needed_by").asc(nulls_last=True), "created_at", "id")
+    )
+
+
+def usage_request_list_mine(*, organization: Organization, user: Any) -> QuerySet[UsageRequest]:
+    """The requests ``user`` made, newest first."""
+    _assert_current(organization)
+    return (
+        UsageRequest.objects.filter(requested_by=user)
+        .select_related("reference__account", "decided_by")
+        .order_by("-created_at", "-id")
+    )
+
+
+def usage_request_get_mine(*, organization: Organization, user: Any, usage_request_id: int) -> UsageRequest | None:
+    """One of ``user``'s own requests, or None."""
+    return usage_request_list_mine(organization=organization, user=user).filter(pk=usage_request_id).first()
+
+
+def usage_request_get_pending(*, organization: Organization, user: Any, usage_request_id: int) -> UsageRequest | None:
+    """A request in ``user``'s queue, or None."""
+    return usage_request_queue(organization=organization, user=user).filter(pk=usage_request_id).first()
+
+
+def reference_contact_visible(*, organization: Organization, user: Any, reference: Reference, manager: bool) -> bool:
+    """Whether ``user`` may see the advocate's contact details on this reference.
+
+    Managers and admins always may; anyone else only once a request of theirs
+    for this reference was approved (or completed).
+    """
+    _assert_current(organization)
+    if manager:
+        return True
+    return UsageRequest.objects.filter(
+        reference=reference,
+        requested_by=user,
+        status__in=(UsageStatus.APPROVED, UsageStatus.COMPLETED),
+    ).exists()
+
+
+def usage_event_list(*, organization: Organization, reference: Reference | None = None) -> QuerySet[Any]:
+    """The usage ledger, newest first; one reference's or the whole organization's."""
+    from .models import UsageEvent
+
+    _assert_current(organization)
+    events = UsageEvent.objects.select_related("reference", "contact", "usage_request")
+    if reference is not None:
+        events = events.filter(reference=reference)
+    return events.order_by("-created_at", "-id")
