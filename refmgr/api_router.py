@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework.routers import DefaultRouter
 
+from references.api.views import AccountViewSet, ContactViewSet, ReferenceViewSet, UsageRequestViewSet
 from refmgr.audit.api import AuditEventViewSet
 from refmgr.tenancy.api_views import MembershipViewSet
 
@@ -11,5 +12,9 @@ router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
 router.register("members", MembershipViewSet, basename="member")
+router.register("accounts", AccountViewSet, basename="account")
+router.register("contacts", ContactViewSet, basename="contact")
+router.register("references", ReferenceViewSet, basename="reference")
+router.register("usage-requests", UsageRequestViewSet, basename="usage-request")
 
 urlpatterns = router.urls
