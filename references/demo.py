@@ -1,0 +1,330 @@
+"""Demo data for the references app: accounts, contacts, references and their usage history.
+
+Called by ``manage.py seed_demo`` through ``ReferencesConfig.seed_demo`` for
+each demo organization, inside its context. Rows are written with
+``bulk_create`` for speed; ``bulk_create`` skips ``save()``, so every row
+gets its organization explicitly. Deterministic (``random.Random`` seeded by
+the organization's slug) and idempotent: an organization that already has
+references is left alone.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from refmgr.tenancy.models import Organization, Role
+
+from .models import (
+    Account,
+    AssetKind,
+    Contact,
+    HoldKind,
+    LabelKind,
+    Outcome,
+    Publication,
+    Reference,
+    ReferenceAsset,
+    ReferenceHold,
+    ReferenceLabel,
+    ReferenceScopeGrant,
+    ReferenceStatus,
+    Scope,
+    SizeBand,
+    UsageEvent,
+    UsageEventKind,
+    UsageRequest,
+    UsageStatus,
+)
+
+REFERENCES_PER_ORGANIZATION = 250
+
+INDUSTRIES = (
+    "Manufacturing",
+    "Logistics",
+    "Healthcare",
+    "Financial services",
+    "Retail",
+    "Energy",
+    "Public sector",
+    "Education",
+    "Telecommunications",
+    "Software",
+)
+REGIONS = ("EMEA", "North America", "LATAM", "APAC", "Nordics", "DACH")
+PRODUCTS = ("Ledger", "Insights", "Connect", "Field Service", "Customs Cloud", "Planner", "Secure Vault")
+USE_CASES = (
+    "Month-end close",
+    "Demand forecasting",
+    "Customs automation",
+    "Patient scheduling",
+    "Fleet tracking",
+    "Supplier onboarding",
+    "Compliance reporting",
+    "Self-service portal",
+)
+TAGS = ("migration", "enterprise", "quick win", "multi-country", "regulated", "award winner")
+NAME_PARTS = (
+    ("Fjord", "Aster", "Harbor", "Summit", "Cobalt", "Linden", "Meridian", "Orchid", "Pioneer", "Quarry"),
+    ("Freight", "Foods", "Health", "Energy", "Bank", "Retail", "Systems", "Labs", "Works", "Logistics"),
+    ("AS", "GmbH", "Ltd", "Inc.", "S.A.", "BV", "AB", "Oy"),
+)
+FIRST_NAMES = ("Ingrid", "Tomás", "Amara", "Kenji", "Lena", "Ravi", "Sofia", "Oliver", "Mei", "Jonas", "Fatima")
+LAST_NAMES = ("Solberg", "Alvarez", "Okoye", "Tanaka", "Fischer", "Patel", "Rossi", "Hughes", "Chen", "Berg")
+TITLES = ("Head of Operations", "CFO", "IT Director", "VP Supply Chain", "Finance Manager", "CIO", "COO")
+STORIES = (
+    "Cut {case} effort by {n}% within two quarters of go-live.",
+    "Rolled out {product} to {m} sites without downtime.",
+    "Replaced three legacy tools with {product} for {case}.",
+    "Saved {m} hours a month on {case} with {product}.",
+)
+
+
+def _rng(organization: Organization) -> random.Random:
+    # Deterministic per organization (crc32 is stable across runs, unlike hash()).
+    return random.Random(zlib.crc32(organization.slug.encode()))  # noqa: S311 (demo data, not security)
+
+
+def seed_references(
+    *, organization: Organization, members: dict[str, Any], count: int = REFERENCES_PER_ORGANIZATION
+) -> int:
+    """Create the organization's demo references and history; returns how many references were created."""
+    if Reference.objects.exists():
+        return 0
+    rng = _rng(organization)
+    now = timezone.now()
+    org = organization
+    with transaction.atomic():
+        accounts = _accounts(rng, org, count=max(count // 2, 1))
+        contacts = _contacts(rng, org, accounts)
+        references = _references(rng, org, accounts, contacts, members, count)
+        _labels_and_assets(rng, org, references)
+        _grants_and_holds(rng, org, references, now)
+        _usage(rng, org, references, members, now)
+    return len(references)
+
+
+def _accounts(rng: random.Random, org: Organization, *, count: int) -> list[Account]:
+    names: list[str] = []
+    seen: set[str] = set()
+    while len(names) < count:
+        name = " ".join(rng.choice(part) for part in NAME_PARTS)
+        if name in seen:
+            name = f"{name} {len(names) + 1}"
+        seen.add(name)
+        names.append(name)
+    accounts = [
+        Account(
+            organization=org,
+            name=name,
+            industry=rng.choice(INDUSTRIES),
+            region=rng.choice(REGIONS),
+            size_band=rng.choice(SizeBand.values),
+            website=f"https://www.{name.split()[0].lower()}{index}.example",
+            crm_id=f"ACC-{org.pk}-{index:05d}",
+        )
+        for index, name in enumerate(names, start=1)
+    ]
+    return Account.objects.bulk_create(accounts)
+
+
+def _contacts(rng: random.Random, org: Organization, accounts: list[Account]) -> dict[int, list[Contact]]:
+    rows = []
+    for account in accounts:
+        for position in range(rng.randint(1, 3)):
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            rows.append(
+                Contact(
+                    organization=org,
+                    account=account,
+                    name=f"{first} {last}",
+                    title=rng.choice(TITLES),
+                    email=f"{first.lower()}.{last.lower()}.{account.pk}.{position}@customer.example",
+                    phone=f"+44 20 7946 {rng.randint(0, 9999):04d}",
+                    # The first contact of most accounts may sign for the company (logo, name in a list).
+                    is_authorised_signatory=position == 0 and rng.random() < 0.7,
+                    requests_paused=rng.random() < 0.03,
+                )
+            )
+    by_account: dict[int, list[Contact]] = {}
+    for contact in Contact.objects.bulk_create(rows):
+        by_account.setdefault(contact.account_id, []).append(contact)
+    return by_account
+
+
+def _references(
+    rng: random.Random,
+    org: Organization,
+    accounts: list[Account],
+    contacts: dict[int, list[Contact]],
+    members: dict[str, Any],
+    count: int,
+) -> list[Reference]:
+    owner = members.get(Role.REFERENCE_MANAGER)
+    rows = []
+    for index in range(count):
+        account = accounts[index % len(accounts)]
+        product, case = rng.choice(PRODUCTS), rng.choice(USE_CASES)
+        story = rng.choice(STORIES).format(
+            case=case.lower(), product=product, n=rng.randint(20, 70), m=rng.randint(3, 40)
+        )
+        retired = rng.random() < 0.04
+        rows.append(
+            Reference(
+                organization=org,
+                account=account,
+                advocate=rng.choice(contacts[account.pk]),
+                title=f"{account.name}: {case} with {product}",
+                summary=story,
+                publication=rng.choices(Publication.values, weights=(6, 3, 1))[0],
+                owner=owner,
+                status=ReferenceStatus.RETIRED if retired else ReferenceStatus.ACTIVE,
+                retired_at=timezone.now() if retired else None,
+                disclosure="The customer received a discount on training." if rng.random() < 0.03 else "",
+            )
+        )
+    return Reference.objects.bulk_create(rows)
+
+
+def _labels_and_assets(rng: random.Random, org: Organization, references: list[Reference]) -> None:
+    labels, assets = [], []
+    for reference in references:
+        product_case = reference.title.rsplit(" with ", 1)
+        products = {product_case[-1], *rng.sample(PRODUCTS, rng.randint(0, 1))}
+        cases = {product_case[0].split(": ", 1)[-1], *rng.sample(USE_CASES, rng.randint(0, 1))}
+        tags = set(rng.sample(TAGS, rng.randint(0, 2)))
+        for kind, values in ((LabelKind.PRODUCT, products), (LabelKind.USE_CASE, cases), (LabelKind.TAG, tags)):
+            labels += [
+                ReferenceLabel(organization=org, reference=reference, kind=kind, value=v) for v in sorted(values)
+            ]
+        if rng.random() < 0.6:
+            assets.append(
+                ReferenceAsset(
+                    organization=org,
+                    reference=reference,
+                    kind=AssetKind.QUOTE,
+                    title="Customer quote",
+                    text=f"“{reference.summary}” — {reference.advocate.title if reference.advocate else 'Customer'}",
+                )
+            )
+        if rng.random() < 0.2:
+            assets.append(
+                ReferenceAsset(
+                    organization=org,
+                    reference=reference,
+                    kind=AssetKind.VIDEO,
+                    title="Customer video",
+                    url=f"https://video.example/{org.slug}/{reference.pk}",
+                )
+            )
+    ReferenceLabel.objects.bulk_create(labels)
+    ReferenceAsset.objects.bulk_create(assets)
+
+
+def _grants_and_holds(rng: random.Random, org: Organization, references: list[Reference], now: Any) -> None:
+    grants, holds = [], []
+    for reference in references:
+        roll = rng.random()
+        if roll < 0.12:
+            continue  # no consent yet: never usable
+        expired = roll < 0.2  # consent lapsed: not usable until renewed
+        scopes = rng.sample(Scope.values, rng.randint(1, 4))
+        if Scope.CALL not in scopes and rng.random() < 0.6:
+            scopes.append(Scope.CALL)
+        for scope in scopes:
+            until = now - timedelta(days=rng.randint(1, 60)) if expired else now + timedelta(days=rng.randint(20, 400))
+            grants.append(
+                ReferenceScopeGrant(
+                    organization=org,
+                    reference=reference,
+                    scope=scope,
+                    granted_until=until,
+                    source=f"demo-consent:{reference.pk}",
+                )
+            )
+    for reference, kind, reason in (
+        (references[3], HoldKind.REVIEW, "Incentive recorded: a conference ticket, under compliance review."),
+        (references[7], HoldKind.COMPLAINT, "Open complaint about the last reference call."),
+    ):
+        holds.append(
+            ReferenceHold(organization=org, reference=reference, kind=kind, source=f"demo:{kind}", reason=reason)
+        )
+    ReferenceScopeGrant.objects.bulk_create(grants)
+    ReferenceHold.objects.bulk_create(holds)
+
+
+def _usage(
+    rng: random.Random, org: Organization, references: list[Reference], members: dict[str, Any], now: Any
+) -> None:
+    """Usage requests in every status, with the ledger events the services would have written."""
+    sales, manager = members.get(Role.SALES), members.get(Role.REFERENCE_MANAGER) or members.get(Role.ADMIN)
+    if sales is None or manager is None:
+        return
+    statuses = [
+        *[UsageStatus.COMPLETED] * 12,
+        *[UsageStatus.APPROVED] * 5,
+        *[UsageStatus.PENDING] * 6,
+        *[UsageStatus.DECLINED] * 3,
+        *[UsageStatus.CANCELLED] * 2,
+    ]
+    active = [r for r in references if r.status == ReferenceStatus.ACTIVE]
+    # Spread over different references and far apart, so the demo stays inside the fatigue limits.
+    chosen = rng.sample(active, min(len(statuses), len(active)))
+    requests = []
+    for index, (reference, usage_status) in enumerate(zip(chosen, statuses, strict=False)):
+        created = now - timedelta(days=10 + index * 6)
+        decided = created + timedelta(days=2) if usage_status != UsageStatus.PENDING else None
+        completed = usage_status == UsageStatus.COMPLETED
+        requests.append(
+            UsageRequest(
+                organization=org,
+                reference=reference,
+                scope=rng.choice((Scope.CALL, Scope.CALL, Scope.QUOTE, Scope.CASE_STUDY)),
+                requested_by=sales,
+                opportunity_name=f"{rng.choice(NAME_PARTS[0])} {rng.choice(NAME_PARTS[1])} renewal",
+                opportunity_value=Decimal(rng.randint(10, 500) * 1000),
+                currency="EUR",
+                opportunity_stage=rng.choice(("Discovery", "Proposal", "Negotiation")),
+                crm_opportunity_id=f"OPP-{org.pk}-{index:04d}",
+                needed_by=(created + timedelta(days=21)).date(),
+                purpose="The prospect asked to speak with a customer in their industry.",
+                status=usage_status,
+                decided_by=manager if decided and usage_status != UsageStatus.CANCELLED else None,
+                decided_at=decided if usage_status != UsageStatus.CANCELLED else None,
+                decision_reason="Prospect is in a different region." if usage_status == UsageStatus.DECLINED else "",
+                outcome=rng.choice(Outcome.values) if completed else "",
+                outcome_notes="Call went well." if completed else "",
+                completed_at=decided + timedelta(days=5) if completed and decided else None,
+                created_at=created,
+            )
+        )
+    requests = UsageRequest.objects.bulk_create(requests)
+    events = []
+    for usage_request in requests:
+        kinds = {
+            UsageStatus.APPROVED: (UsageEventKind.APPROVED,),
+            UsageStatus.COMPLETED: (UsageEventKind.APPROVED, UsageEventKind.COMPLETED),
+        }.get(usage_request.status, ())
+        for kind in kinds:
+            events.append(
+                UsageEvent(
+                    organization=org,
+                    reference=usage_request.reference,
+                    contact_id=usage_request.reference.advocate_id,
+                    usage_request=usage_request,
+                    kind=kind,
+                    scope=usage_request.scope,
+                    actor=manager if kind == UsageEventKind.APPROVED else sales,
+                    salesperson_label=sales.get_username(),
+                    opportunity_name=usage_request.opportunity_name,
+                    crm_opportunity_id=usage_request.crm_opportunity_id,
+                    outcome=usage_request.outcome if kind == UsageEventKind.COMPLETED else "",
+                )
+            )
+    UsageEvent.objects.bulk_create(events)
