@@ -417,3 +417,593 @@ def _notify(*, organization: Organization, usage_request: UsageRequest, event: s
         ),
         robust=True,
     )
+
+
+# --- Manager writes: accounts, contacts, references, assets, settings ------------------------
+# Appended for the manager pages and the CSV import (issue 3, points 1, 5, 8 and 10).
+
+from .models import (  # noqa: E402  (appended section: its own imports keep the diff additive)
+    Account,
+    AssetKind,
+    LabelKind,
+    ReferenceAsset,
+    ReferenceLabel,
+    ReferenceSettings,
+)
+
+LOGO_MAX_BYTES = 2 * 1024 * 1024
+CASE_STUDY_MAX_BYTES = 20 * 1024 * 1024
+LABEL_MAX_LENGTH = 100
+LABELS_MAX_PER_KIND = 30
+
+# Extension → a check of the first bytes. The extension alone is the client's word;
+# the bytes are what a browser or office suite will actually open. SVG is refused
+# on purpose: it is XML that can carry script.
+_LOGO_TYPES = {
+    ".png": lambda head: head.startswith(b"\x89PNG\r\n\x1a\n"),
+    ".jpg": lambda head: head.startswith(b"\xff\xd8\xff"),
+    ".jpeg": lambda head: head.startswith(b"\xff\xd8\xff"),
+    ".webp": lambda head: head[:4] == b"RIFF" and head[8:12] == b"WEBP",
+}
+_CASE_STUDY_TYPES = {
+    ".pdf": lambda head: head.startswith(b"%PDF-"),
+    ".docx": lambda head: head.startswith(b"PK\x03\x04"),
+}
+
+
+def _account_fields(data: dict[str, Any]) -> dict[str, Any]:
+    allowed = ("name", "industry", "region", "size_band", "website", "crm_id")
+    return {name: (data.get(name) or "").strip() for name in allowed if name in data}
+
+
+def _full_clean(instance: Any) -> None:
+    """``full_clean()`` with Django's ValidationError turned into the first ApplicationError per field."""
+    from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+
+    try:
+        instance.full_clean()
+    except ValidationError as error:
+        field, messages = next(iter(error.message_dict.items()))
+        raise ApplicationError(
+            " ".join(messages), field=None if field == NON_FIELD_ERRORS else field, extra=error.message_dict
+        ) from None
+
+
+def _unique_message(field: str, label: str) -> ApplicationError:
+    return ApplicationError(f"Another {label} already has this {field.replace('_', ' ')}.", field=field)
+
+
+@transaction.atomic
+def account_create(*, organization: Organization, actor: AbstractBaseUser | None, **fields: Any) -> Account:
+    """Add a customer company. Names and CRM ids are unique within the organization."""
+    _assert_current(organization)
+    account = Account(organization=organization, **_account_fields(fields))
+    _account_check_unique(account)
+    _full_clean(account)
+    account.save()
+    record(organization=organization, actor=actor, action="account.created", target=account, details={})
+    return account
+
+
+@transaction.atomic
+def account_update(
+    *, organization: Organization, account: Account, actor: AbstractBaseUser | None, **fields: Any
+) -> Account:
+    """Change an account's details; the audit event lists the fields that changed."""
+    _assert_current(organization)
+    account = Account.objects.select_for_update().get(pk=account.pk)
+    changed = _assign(account, _account_fields(fields))
+    if not changed:
+        return account
+    _account_check_unique(account)
+    _full_clean(account)
+    account.save()
+    record(organization=organization, actor=actor, action="account.updated", target=account, details=changed)
+    return account
+
+
+def _account_check_unique(account: Account) -> None:
+    # Checked here, before the database constraint, so the message names the field.
+    others = Account.objects.exclude(pk=account.pk)
+    if others.filter(name__iexact=account.name).exists():
+        raise _unique_message("name", "account")
+    if account.crm_id and others.filter(crm_id=account.crm_id).exists():
+        raise _unique_message("crm_id", "account")
+
+
+def _assign(instance: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """Set ``values`` on ``instance``; returns {field: [old, new]} for the ones that changed."""
+    changed: dict[str, Any] = {}
+    for name, value in values.items():
+        old = getattr(instance, name)
+        if old != value:
+            changed[name] = [_audit_value(old), _audit_value(value)]
+            setattr(instance, name, value)
+    return changed
+
+
+def _audit_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return getattr(value, "pk", str(value))
+
+
+_CONTACT_TEXT_FIELDS = ("name", "title", "email", "phone")
+_CONTACT_OTHER_FIELDS = ("account", "is_authorised_signatory", "usage_cap", "cooldown_days")
+
+
+def _contact_fields(data: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {name: (data.get(name) or "").strip() for name in _CONTACT_TEXT_FIELDS if name in data}
+    if "email" in values:
+        values["email"] = values["email"].lower()
+    values.update({name: data[name] for name in _CONTACT_OTHER_FIELDS if name in data})
+    if "is_authorised_signatory" in values:
+        values["is_authorised_signatory"] = bool(values["is_authorised_signatory"])
+    return values
+
+
+def _check_same_organization(organization: Organization, obj: Any, field: str) -> None:
+    # Forms and the import look objects up through the scoped managers; this is
+    # the last line, so a caller passing a stray object cannot link two organizations.
+    if obj is not None and obj.organization_id != organization.pk:
+        raise ApplicationError("Choose one of the listed options.", field=field)
+
+
+@transaction.atomic
+def contact_create(*, organization: Organization, actor: AbstractBaseUser | None, **fields: Any) -> Contact:
+    """Add a person at an account. Emails are unique within the organization."""
+    _assert_current(organization)
+    values = _contact_fields(fields)
+    _check_same_organization(organization, values.get("account"), "account")
+    contact = Contact(organization=organization, **values)
+    _contact_check_unique(contact)
+    _full_clean(contact)
+    contact.save()
+    record(
+        organization=organization,
+        actor=actor,
+        action="contact.created",
+        target=contact,
+        details={"account": contact.account_id},
+    )
+    return contact
+
+
+@transaction.atomic
+def contact_update(
+    *, organization: Organization, contact: Contact, actor: AbstractBaseUser | None, **fields: Any
+) -> Contact:
+    """Change a contact. Personal data is not copied into the audit log, only which fields changed."""
+    _assert_current(organization)
+    contact = Contact.objects.select_for_update().get(pk=contact.pk)
+    values = _contact_fields(fields)
+    _check_same_organization(organization, values.get("account"), "account")
+    if "account" in values and values["account"].pk != contact.account_id and contact.references.exists():
+        # The person speaks for references of their account; moving them would
+        # make those references name an advocate from another company.
+        raise ApplicationError(
+            "This person is the advocate of references of their current account; change those first.",
+            field="account",
+        )
+    changed = _assign(contact, values)
+    if not changed:
+        return contact
+    _contact_check_unique(contact)
+    _full_clean(contact)
+    contact.save()
+    record(
+        organization=organization,
+        actor=actor,
+        action="contact.updated",
+        target=contact,
+        details={"fields": sorted(changed)},
+    )
+    return contact
+
+
+def _contact_check_unique(contact: Contact) -> None:
+    if Contact.objects.exclude(pk=contact.pk).filter(email__iexact=contact.email).exists():
+        raise _unique_message("email", "contact")
+
+
+def labels_parse(raw: str | list[str] | None, *, field: str, separators: str = ",;") -> list[str]:
+    """Split a comma- (or semicolon-) separated input into clean labels: trimmed, de-duplicated
+    case-insensitively, first spelling kept, in the order given."""
+    if raw is None:
+        return []
+    parts = raw if isinstance(raw, list) else [raw]
+    for separator in separators:
+        parts = [piece for part in parts for piece in part.split(separator)]
+    labels: list[str] = []
+    seen: set[str] = set()
+    for part in parts:
+        label = " ".join(part.split())
+        if not label or label.casefold() in seen:
+            continue
+        if len(label) > LABEL_MAX_LENGTH:
+            raise ApplicationError(f"“{label[:30]}…” is longer than {LABEL_MAX_LENGTH} characters.", field=field)
+        seen.add(label.casefold())
+        labels.append(label)
+    if len(labels) > LABELS_MAX_PER_KIND:
+        raise ApplicationError(f"At most {LABELS_MAX_PER_KIND} entries.", field=field)
+    return labels
+
+
+_LABEL_FIELDS = {"products": LabelKind.PRODUCT, "use_cases": LabelKind.USE_CASE, "tags": LabelKind.TAG}
+_REFERENCE_FIELDS = ("account", "advocate", "title", "summary", "publication", "owner")
+
+
+def _reference_labels_set(*, reference: Reference, kind: str, values: list[str]) -> bool:
+    """Make the reference's labels of ``kind`` exactly ``values``; returns whether anything changed."""
+    current = {label.value: label.pk for label in ReferenceLabel.objects.filter(reference=reference, kind=kind)}
+    wanted = set(values)
+    stale = [pk for value, pk in current.items() if value not in wanted]
+    new = [value for value in values if value not in current]
+    if stale:
+        ReferenceLabel.objects.filter(pk__in=stale).delete()
+    ReferenceLabel.objects.bulk_create(
+        [ReferenceLabel(organization=reference.organization, reference=reference, kind=kind, value=v) for v in new]
+    )
+    return bool(stale or new)
+
+
+def _reference_check(organization: Organization, reference: Reference) -> None:
+    _check_same_organization(organization, reference.account, "account")
+    _check_same_organization(organization, reference.advocate, "advocate")
+    if reference.advocate is not None and reference.advocate.account_id != reference.account_id:
+        raise ApplicationError("The advocate must be a contact of this reference's account.", field="advocate")
+
+
+@transaction.atomic
+def reference_create(*, organization: Organization, actor: AbstractBaseUser | None, **fields: Any) -> Reference:
+    """Add a reference of an account, with its products, use cases and tags.
+
+    The advocate must be a contact of the same account. A new reference has
+    no usable scope until the customer grants one (consent).
+    """
+    _assert_current(organization)
+    values = {name: fields[name] for name in _REFERENCE_FIELDS if name in fields}
+    for name in ("title", "summary"):
+        if name in values:
+            values[name] = (values[name] or "").strip()
+    labels = {kind: labels_parse(fields.get(name), field=name) for name, kind in _LABEL_FIELDS.items()}
+    reference = Reference(organization=organization, **values)
+    _reference_check(organization, reference)
+    _full_clean(reference)
+    reference.save()
+    for kind, values_of_kind in labels.items():
+        _reference_labels_set(reference=reference, kind=kind, values=values_of_kind)
+    record(
+        organization=organization,
+        actor=actor,
+        action="reference.created",
+        target=reference,
+        details={"account": reference.account_id, **{k: v for k, v in labels.items() if v}},
+    )
+    return reference
+
+
+@transaction.atomic
+def reference_update(
+    *, organization: Organization, reference: Reference, actor: AbstractBaseUser | None, **fields: Any
+) -> Reference:
+    """Change a reference; label inputs that are passed replace that kind of label completely."""
+    _assert_current(organization)
+    reference = Reference.objects.select_for_update().get(pk=reference.pk)
+    values = {name: fields[name] for name in _REFERENCE_FIELDS if name in fields}
+    for name in ("title", "summary"):
+        if name in values:
+            values[name] = (values[name] or "").strip()
+    labels = {kind: labels_parse(fields[name], field=name) for name, kind in _LABEL_FIELDS.items() if name in fields}
+    changed = _assign(reference, values)
+    _reference_check(organization, reference)
+    if changed:
+        _full_clean(reference)
+        reference.save()
+    for kind, values_of_kind in labels.items():
+        if _reference_labels_set(reference=reference, kind=kind, values=values_of_kind):
+            changed[kind] = values_of_kind
+    if changed:
+        record(organization=organization, actor=actor, action="reference.updated", target=reference, details=changed)
+    return reference
+
+
+def asset_file_check(*, kind: str, upload: Any) -> None:
+    """Refuse an upload that is not what it claims to be, or too large, with a message to show.
+
+    Logos: PNG, JPEG or WebP up to 2 MB. Case studies: PDF or Word (.docx) up
+    to 20 MB. Both the extension and the first bytes must agree.
+    """
+    from pathlib import PurePath
+
+    if kind == AssetKind.LOGO:
+        types, limit, allowed = _LOGO_TYPES, LOGO_MAX_BYTES, "PNG, JPEG or WebP"
+    elif kind == AssetKind.CASE_STUDY:
+        types, limit, allowed = _CASE_STUDY_TYPES, CASE_STUDY_MAX_BYTES, "PDF or Word (.docx)"
+    else:
+        raise ApplicationError("Only logos and case studies take a file; use the text or link instead.", field="file")
+    suffix = PurePath(upload.name or "").suffix.lower()
+    check = types.get(suffix)
+    if check is None:
+        raise ApplicationError(f"Upload a {allowed} file.", field="file")
+    if upload.size > limit:
+        raise ApplicationError(
+            f"The file is {upload.size / 1048576:.1f} MB; the limit is {limit // 1048576} MB.", field="file"
+        )
+    upload.seek(0)
+    head = upload.read(16)
+    valid = check(head)
+    if valid and suffix == ".docx":
+        valid = _is_docx(upload)
+    upload.seek(0)
+    if not valid:
+        raise ApplicationError(
+            f"The file's contents are not a {suffix[1:].upper()} file. Upload a {allowed} file.", field="file"
+        )
+
+
+def _is_docx(upload: Any) -> bool:
+    # A .docx is a zip with word/document.xml; reading the directory only, never extracting.
+    import zipfile
+
+    upload.seek(0)
+    try:
+        with zipfile.ZipFile(upload) as archive:
+            return "word/document.xml" in archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def _asset_check(asset: ReferenceAsset) -> None:
+    required = {
+        AssetKind.QUOTE: (bool(asset.text.strip()), "text", "A quote needs the customer's exact words."),
+        AssetKind.CASE_STUDY: (bool(asset.file or asset.url), "file", "Upload the case study or give a link to it."),
+        AssetKind.LOGO: (bool(asset.file), "file", "Upload the logo file."),
+        AssetKind.VIDEO: (bool(asset.url), "url", "Give the link to the video."),
+    }
+    ok, field, message = required[AssetKind(asset.kind)]
+    if not ok:
+        raise ApplicationError(message, field=field)
+    if asset.kind in (AssetKind.QUOTE, AssetKind.VIDEO) and asset.file:
+        raise ApplicationError("Only logos and case studies take a file.", field="file")
+
+
+# Changing these on an asset changes what the customer agreed to: the consent
+# for that scope is void until they approve the new version (DESIGN.md "Authentic references").
+_ASSET_SCOPES = {AssetKind.QUOTE: Scope.QUOTE, AssetKind.CASE_STUDY: Scope.CASE_STUDY, AssetKind.LOGO: Scope.LOGO}
+
+
+@transaction.atomic
+def reference_asset_create(
+    *,
+    organization: Organization,
+    reference: Reference,
+    actor: AbstractBaseUser | None,
+    kind: str,
+    title: str = "",
+    text: str = "",
+    file: Any = None,
+    url: str = "",
+) -> ReferenceAsset:
+    """Add a quote, case study, logo or video link to a reference; uploads are type- and size-checked."""
+    _assert_current(organization)
+    _check_same_organization(organization, reference, "reference")
+    if kind not in AssetKind.values:
+        raise ApplicationError("Choose a kind of material.", field="kind")
+    if file:
+        asset_file_check(kind=kind, upload=file)
+    asset = ReferenceAsset(
+        organization=organization, reference=reference, kind=kind, title=title.strip(), text=text, url=url.strip()
+    )
+    if file:
+        asset.file = file
+    _asset_check(asset)
+    _full_clean(asset)
+    asset.save()
+    record(
+        organization=organization,
+        actor=actor,
+        action="reference_asset.created",
+        target=asset,
+        details={"reference": reference.pk, "kind": kind, "text_hash": asset.text_hash if text else ""},
+    )
+    return asset
+
+
+@transaction.atomic
+def reference_asset_update(
+    *,
+    organization: Organization,
+    asset: ReferenceAsset,
+    actor: AbstractBaseUser | None,
+    title: str | None = None,
+    text: str | None = None,
+    file: Any = None,
+    url: str | None = None,
+) -> ReferenceAsset:
+    """Change an asset. New wording or a new file voids the customer's consent to that scope."""
+    _assert_current(organization)
+    asset = ReferenceAsset.objects.select_for_update().select_related("reference").get(pk=asset.pk)
+    old_file = asset.file.name if asset.file else ""
+    values: dict[str, Any] = {}
+    if title is not None:
+        values["title"] = title.strip()
+    if text is not None:
+        values["text"] = text
+    if url is not None:
+        values["url"] = url.strip()
+    changed = _assign(asset, values)
+    if "text" in changed:
+        changed["text"] = {"text_hash": asset.text_hash}
+    if file:
+        asset_file_check(kind=asset.kind, upload=file)
+        asset.file = file
+        changed["file"] = "replaced"
+    if not changed:
+        return asset
+    _asset_check(asset)
+    _full_clean(asset)
+    asset.save()
+    if file:
+        _asset_file_delete_on_commit(old_file)
+    record(organization=organization, actor=actor, action="reference_asset.updated", target=asset, details=changed)
+    scope = _ASSET_SCOPES.get(AssetKind(asset.kind))
+    if scope is not None and ({"text", "file"} & set(changed) or (scope == Scope.CASE_STUDY and "url" in changed)):
+        reference_scope_withdraw(
+            organization=organization, reference=asset.reference, scope=scope, source=f"asset:{asset.pk}:changed"
+        )
+    return asset
+
+
+@transaction.atomic
+def reference_asset_delete(
+    *, organization: Organization, asset: ReferenceAsset, actor: AbstractBaseUser | None
+) -> None:
+    """Remove an asset; its file goes once the deletion has committed."""
+    _assert_current(organization)
+    asset = ReferenceAsset.objects.select_for_update().select_related("reference").get(pk=asset.pk)
+    file_name = asset.file.name if asset.file else ""
+    record(
+        organization=organization,
+        actor=actor,
+        action="reference_asset.deleted",
+        target=asset.reference,
+        details={"asset": asset.pk, "kind": asset.kind, "title": asset.title},
+    )
+    asset.delete()
+    _asset_file_delete_on_commit(file_name)
+
+
+def _asset_file_delete_on_commit(name: str) -> None:
+    if name:
+        from django.core.files.storage import default_storage
+
+        transaction.on_commit(lambda: default_storage.delete(name), robust=True)
+
+
+@transaction.atomic
+def reference_settings_update(
+    *,
+    organization: Organization,
+    actor: AbstractBaseUser | None,
+    usage_cap: int,
+    usage_window_days: int,
+    cooldown_days: int,
+) -> ReferenceSettings:
+    """Set the organization's usage limits (admins); the audit event keeps the old and new values."""
+    _assert_current(organization)
+    current = ReferenceSettings.objects.select_for_update().first()
+    if current is None:
+        current = ReferenceSettings(organization=organization)
+    if cooldown_days > usage_window_days:
+        raise ApplicationError("The rest after each use cannot be longer than the window.", field="cooldown_days")
+    changed = _assign(
+        current, {"usage_cap": usage_cap, "usage_window_days": usage_window_days, "cooldown_days": cooldown_days}
+    )
+    _full_clean(current)
+    if changed or current.pk is None:
+        current.save()
+    if changed:
+        record(
+            organization=organization, actor=actor, action="reference_settings.updated", target=current, details=changed
+        )
+    return current
+
+
+# --- Restricted references (django-guardian, on top of organization scoping) ---------------
+# Appended for restricted references (issue 3 point 7); its own imports keep the diff additive.
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import Group  # noqa: E402
+
+from refmgr.tenancy.models import Membership  # noqa: E402
+
+from .models import ReferenceGroupObjectPermission, ReferenceUserObjectPermission  # noqa: E402
+
+
+def _restriction_targets(
+    organization: Organization, users: Any, groups: Any
+) -> tuple[list[AbstractBaseUser], list[Group]]:
+    users, groups = list(users or ()), list(groups or ())
+    member_ids = set(
+        Membership.objects.filter(user__in=[u.pk for u in users], is_active=True).values_list("user_id", flat=True)
+    )
+    strangers = [u.get_username() for u in users if u.pk not in member_ids]
+    if strangers:
+        raise ApplicationError("Only active members of the organization can be named.", field="users")
+    # Groups are not tenant-owned (django.contrib.auth): accept only groups that
+    # have an active member here, so a name from another organization cannot be used.
+    group_ids = set(
+        Group.objects.filter(
+            pk__in=[g.pk for g in groups],
+            user__memberships__organization=organization,
+            user__memberships__is_active=True,
+        ).values_list("pk", flat=True)
+    )
+    if any(g.pk not in group_ids for g in groups):
+        raise ApplicationError("Only groups with members in this organization can be named.", field="groups")
+    return users, groups
+
+
+@transaction.atomic
+def reference_restrict(
+    *, organization: Organization, reference: Reference, users: Any, groups: Any, actor: AbstractBaseUser | None
+) -> Reference:
+    """Limit a reference to exactly these users and groups (replacing any earlier list).
+
+    Admins and reference managers keep seeing it; everyone else needs a
+    guardian object permission, given here directly or through a group.
+    """
+    from guardian.shortcuts import assign_perm, remove_perm
+
+    from .restrictions import PERMISSION_CODENAME
+
+    _assert_current(organization)
+    _check_same_organization(organization, reference, "reference")
+    users, groups = _restriction_targets(organization, users, groups)
+    if not users and not groups:
+        raise ApplicationError("Name at least one person or group, or lift the restriction.", field="users")
+    reference = Reference.objects.select_for_update().get(pk=reference.pk)
+    current_users = set(
+        ReferenceUserObjectPermission.objects.filter(content_object=reference).values_list("user_id", flat=True)
+    )
+    current_groups = set(
+        ReferenceGroupObjectPermission.objects.filter(content_object=reference).values_list("group_id", flat=True)
+    )
+    for user in users:
+        if user.pk not in current_users:
+            assign_perm(PERMISSION_CODENAME, user, reference)
+    for group in groups:
+        if group.pk not in current_groups:
+            assign_perm(PERMISSION_CODENAME, group, reference)
+    for user_id in current_users - {u.pk for u in users}:
+        remove_perm(PERMISSION_CODENAME, get_user_model()(pk=user_id), reference)
+    for group_id in current_groups - {g.pk for g in groups}:
+        remove_perm(PERMISSION_CODENAME, Group(pk=group_id), reference)
+    if not reference.restricted:
+        reference.restricted = True
+        reference.save(update_fields=["restricted", "updated_at"])
+    record(
+        organization=organization,
+        actor=actor,
+        action="reference.restricted",
+        target=reference,
+        details={"users": sorted(u.get_username() for u in users), "groups": sorted(g.name for g in groups)},
+    )
+    return reference
+
+
+@transaction.atomic
+def reference_unrestrict(
+    *, organization: Organization, reference: Reference, actor: AbstractBaseUser | None
+) -> Reference:
+    """Make a restricted reference visible to every member again; its permission rows go."""
+    _assert_current(organization)
+    _check_same_organization(organization, reference, "reference")
+    reference = Reference.objects.select_for_update().get(pk=reference.pk)
+    ReferenceUserObjectPermission.objects.filter(content_object=reference).delete()
+    ReferenceGroupObjectPermission.objects.filter(content_object=reference).delete()
+    if reference.restricted:
+        reference.restricted = False
+        reference.save(update_fields=["restricted", "updated_at"])
+        record(organization=organization, actor=actor, action="reference.unrestricted", target=reference)
+    return reference
