@@ -304,7 +304,11 @@ def _usage(
                 created_at=created,
             )
         )
+    created_at = [usage_request.created_at for usage_request in requests]
     requests = UsageRequest.objects.bulk_create(requests)
+    # auto_now_add overwrote the back-dated creation times; put them back (a couple of dozen rows).
+    for usage_request, when in zip(requests, created_at, strict=True):
+        UsageRequest.objects.filter(pk=usage_request.pk).update(created_at=when)
     events = []
     for usage_request in requests:
         kinds = {
