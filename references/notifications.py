@@ -14,16 +14,25 @@ from refmgr.tenancy.models import Membership, Organization, Role
 
 from .models import NotificationStatus, UsageNotification, UsageRequest
 
-EVENTS = ("created", "approved", "declined", "cancelled")
+EVENTS = ("created", "approved", "declined", "cancelled", "withdrawn")
+
+
+def _managers() -> list[str]:
+    """The reference managers' addresses, or the admins' when there is no manager."""
+    for role in (Role.REFERENCE_MANAGER, Role.ADMIN):
+        members = Membership.objects.filter(role=role, is_active=True).select_related("user")
+        emails = sorted({m.user.email for m in members if m.user.email})
+        if emails:
+            return emails
+    return []
 
 
 def _recipients(usage_request: UsageRequest, event: str) -> list[str]:
-    if event == "created":
+    if event in ("created", "withdrawn"):
         owner = usage_request.reference.owner
         if owner is not None and owner.email:
             return [owner.email]
-        managers = Membership.objects.filter(role=Role.REFERENCE_MANAGER, is_active=True).select_related("user")
-        return sorted({m.user.email for m in managers if m.user.email})
+        return _managers()
     requester = usage_request.requested_by
     return [requester.email] if requester.email else []
 
@@ -49,7 +58,7 @@ def usage_request_notify(*, organization: Organization, usage_request_id: int, e
     slug = organization.slug
     link = settings.SITE_URL.rstrip("/") + (
         reverse("references:queue", kwargs={"organization_slug": slug})
-        if event == "created"
+        if event in ("created", "withdrawn")
         else reverse("references:my_requests", kwargs={"organization_slug": slug})
     )
     context = {"usage_request": usage_request, "organization": organization, "event": event, "link": link}

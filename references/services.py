@@ -385,7 +385,10 @@ def usage_request_cancel(
         target=usage_request,
         details={"reason": reason},
     )
-    _notify(organization=organization, usage_request=usage_request, event="cancelled")
+    # The salesperson withdrawing their own request tells the managers; anyone
+    # else cancelling it (a manager, a revoked consent) tells the salesperson.
+    withdrawn = actor is not None and actor.pk == usage_request.requested_by_id
+    _notify(organization=organization, usage_request=usage_request, event="withdrawn" if withdrawn else "cancelled")
     return usage_request
 
 

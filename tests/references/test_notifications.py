@@ -88,3 +88,27 @@ def test_it_keeps_the_usage_ledger_append_only(usage_request, org_a, carol):
     with connection.cursor() as cursor:
         cursor.execute("SELECT has_table_privilege(current_user, 'references_usageevent', 'INSERT')")
         assert cursor.fetchone() == (True,)
+
+
+def test_it_tells_the_managers_when_a_salesperson_withdraws_a_request(
+    usage_request, org_a, bob, carol, django_capture_on_commit_callbacks
+):
+    with tenant_context(org_a), django_capture_on_commit_callbacks() as callbacks:
+        services.usage_request_cancel(organization=org_a, usage_request=usage_request, actor=bob, reason="Deal lost")
+    assert len(callbacks) == 1
+    with tenant_context(org_a):
+        assert usage_request_notify(organization=org_a, usage_request_id=usage_request.pk, event="withdrawn") == "sent"
+    [message] = mail.outbox
+    assert message.to == [carol.email]
+    assert "withdrew" in message.body
+
+
+def test_it_falls_back_to_the_admins_when_there_is_no_reference_manager(org_a, alice, bob):
+    reference = ReferenceFactory(organization=org_a)
+    grant(reference, "quote")
+    with tenant_context(org_a):
+        created = services.usage_request_create(
+            organization=org_a, reference=reference, scope="quote", requested_by=bob, opportunity_name="x"
+        )
+        usage_request_notify(organization=org_a, usage_request_id=created.pk, event="created")
+    assert mail.outbox[0].to == [alice.email]
