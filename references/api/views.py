@@ -15,12 +15,11 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import exceptions, mixins, pagination, status
+from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from refmgr.common.exceptions import ApplicationError
 from refmgr.tenancy.api import TenantScopedViewSet
 from refmgr.tenancy.models import Role
 
@@ -50,35 +49,8 @@ CONTACT_ROLES = (Role.ADMIN, Role.REFERENCE_MANAGER, Role.COMPLIANCE)
 DETAIL_STATUSES = (UsageStatus.APPROVED, UsageStatus.COMPLETED)
 
 
-class StrictPageNumberPagination(pagination.PageNumberPagination):
-    """Page-number pagination whose bad ``page`` answers 400 naming the field (not 404)."""
-
-    page_size_query_param = "page_size"
-    max_page_size = 100
-
-    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
-        try:
-            return super().paginate_queryset(queryset, request, view)
-        except exceptions.NotFound as error:
-            raise exceptions.ValidationError({self.page_query_param: [str(error.detail)]}) from None
-
-
-def application_error_response(error: ApplicationError) -> Response:
-    """400 with the message under its field; ``extra`` adds field errors and ``available_from``."""
-    body: dict[str, Any] = {}
-    for key, value in error.extra.items():
-        if isinstance(value, list):
-            body[key] = [str(v) for v in value]
-        elif key == "available_from":
-            body[key] = value
-    body[error.field or "non_field_errors"] = [error.message]
-    return Response(body, status=status.HTTP_400_BAD_REQUEST)
-
-
 class ReferencesApiMixin:
-    """Shared pieces: role of the token, strict pagination, ApplicationError as 400."""
-
-    pagination_class = StrictPageNumberPagination
+    """Shared pieces: the role and organization of the token (pagination and errors come from the base)."""
 
     @property
     def role(self) -> str:
@@ -87,11 +59,6 @@ class ReferencesApiMixin:
     @property
     def organization(self) -> Any:
         return self.request._request.organization  # type: ignore[attr-defined]
-
-    def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, ApplicationError):
-            return application_error_response(exc)
-        return super().handle_exception(exc)  # type: ignore[misc]
 
     def require_role(self, *roles: str) -> None:
         if self.role not in roles:

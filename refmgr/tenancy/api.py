@@ -12,13 +12,28 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Model, QuerySet
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.generators import SchemaGenerator
-from rest_framework import viewsets
+from rest_framework import status, viewsets
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from refmgr.common.exceptions import ApplicationError
 
 from .authentication import HasRole, OrganizationTokenAuthentication
 from .context import tenant_context
 from .models import Organization, Role
+
+
+def application_error_response(error: ApplicationError) -> Response:
+    """400 with the message under its field; ``extra`` adds field errors and ``available_from``."""
+    body: dict[str, Any] = {}
+    for key, value in error.extra.items():
+        if isinstance(value, list):
+            body[key] = [str(v) for v in value]
+        elif key == "available_from":
+            body[key] = value
+    body[error.field or "non_field_errors"] = [error.message]
+    return Response(body, status=status.HTTP_400_BAD_REQUEST)
 
 
 class TenantScopedMixin:
@@ -37,6 +52,12 @@ class TenantScopedMixin:
             # Schema generation runs without a request organization.
             return self.model.all_tenants.none()  # type: ignore[attr-defined]
         return self.scope_queryset(self.model.objects.all())  # type: ignore[attr-defined]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # A business rule's refusal is the client's to fix: 400 under the field at fault.
+        if isinstance(exc, ApplicationError):
+            return application_error_response(exc)
+        return super().handle_exception(exc)  # type: ignore[misc]
 
     def scope_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         """Narrow further (select_related, guardian object permissions); organization scoping is done."""

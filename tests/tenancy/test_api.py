@@ -115,8 +115,10 @@ def test_it_filters_and_searches_audit_events(api_client_for, alice_membership, 
     assert actions == {"consent.granted", "consent.revoked"}
 
 
-def test_it_answers_a_bad_page_number_with_404_not_500(api_client_for, alice_membership):
-    assert api_client_for(alice_membership).get(EVENTS, {"page": "abc"}).status_code == 404
+def test_it_answers_a_bad_page_number_with_400_naming_the_field(api_client_for, alice_membership):
+    response = api_client_for(alice_membership).get(EVENTS, {"page": "abc"})
+    assert response.status_code == 400
+    assert "page" in response.json()
 
 
 @pytest.mark.parametrize("rows", [5, 60])
