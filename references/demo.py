@@ -180,7 +180,8 @@ def _references(
                 organization=org,
                 account=account,
                 advocate=rng.choice(contacts[account.pk]),
-                title=f"{account.name}: {case} with {product}",
+                # No company name in the title: an anonymised reference must not give it away.
+                title=f"{case} with {product}",
                 summary=story,
                 publication=rng.choices(Publication.values, weights=(6, 3, 1))[0],
                 owner=owner,
