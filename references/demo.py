@@ -274,26 +274,34 @@ def _usage(
         *[UsageStatus.DECLINED] * 3,
         *[UsageStatus.CANCELLED] * 2,
     ]
-    active = [r for r in references if r.status == ReferenceStatus.ACTIVE]
+    usable: dict[int, list[str]] = {}
+    for reference_id, scope in ReferenceScopeGrant.objects.filter(granted_until__gt=now).values_list(
+        "reference_id", "scope"
+    ):
+        usable.setdefault(reference_id, []).append(scope)
+    # Requests are for uses the customer agreed to, as the services would insist.
+    active = [r for r in references if r.status == ReferenceStatus.ACTIVE and r.pk in usable]
     # Spread over different references and far apart, so the demo stays inside the fatigue limits.
     chosen = rng.sample(active, min(len(statuses), len(active)))
     requests = []
     for index, (reference, usage_status) in enumerate(zip(chosen, statuses, strict=False)):
-        created = now - timedelta(days=10 + index * 6)
-        decided = created + timedelta(days=2) if usage_status != UsageStatus.PENDING else None
+        pending = usage_status == UsageStatus.PENDING
+        # Pending requests are recent, so the queue shows a realistic mix of due dates.
+        created = now - timedelta(days=rng.randint(0, 6) if pending else 10 + index * 6)
+        decided = created + timedelta(days=2) if not pending else None
         completed = usage_status == UsageStatus.COMPLETED
         requests.append(
             UsageRequest(
                 organization=org,
                 reference=reference,
-                scope=rng.choice((Scope.CALL, Scope.CALL, Scope.QUOTE, Scope.CASE_STUDY)),
+                scope=rng.choice(sorted(usable[reference.pk])),
                 requested_by=sales,
                 opportunity_name=f"{rng.choice(NAME_PARTS[0])} {rng.choice(NAME_PARTS[1])} renewal",
                 opportunity_value=Decimal(rng.randint(10, 500) * 1000),
                 currency="EUR",
                 opportunity_stage=rng.choice(("Discovery", "Proposal", "Negotiation")),
                 crm_opportunity_id=f"OPP-{org.pk}-{index:04d}",
-                needed_by=(created + timedelta(days=21)).date(),
+                needed_by=(created + timedelta(days=rng.randint(3, 21))).date(),
                 purpose="The prospect asked to speak with a customer in their industry.",
                 status=usage_status,
                 decided_by=manager if decided and usage_status != UsageStatus.CANCELLED else None,
