@@ -11,6 +11,7 @@ from django.utils import timezone
 from references.models import Account, Contact, Reference, ReferenceAsset, ReferenceLabel
 from refmgr.tenancy.context import tenant_context
 from tests.factories.tenancy import TenantFactory
+from tests.fixtures.services import analyze
 
 
 class AccountFactory(TenantFactory):
@@ -78,3 +79,67 @@ def grant(reference: Reference, *scopes: str, days: int = 365, **kwargs: Any) ->
                 granted_until=timezone.now() + timedelta(days=days),
                 source=kwargs.get("source", "test"),
             )
+
+
+def bulk_references(organization: Any, count: int, *, scopes: tuple[str, ...] = ("call", "quote")) -> list[Reference]:
+    """``count`` usable references in a handful of statements, for query-count tests at scale.
+
+    Rows that the services would write one by one are bulk-inserted here,
+    with the organization set explicitly, as bulk_create skips ``save()``.
+    """
+    from references.models import ReferenceScopeGrant
+
+    industries = ["Logistics", "Retail", "Banking", "Health"]
+    until = timezone.now() + timedelta(days=365)
+    with tenant_context(organization):
+        start = Account.objects.count()
+        accounts = Account.objects.bulk_create(
+            Account(
+                organization=organization,
+                name=f"Bulk account {start + n}",
+                industry=industries[n % 4],
+                region=["EMEA", "NA"][n % 2],
+                size_band="250-999",
+            )
+            for n in range(count)
+        )
+        contacts = Contact.objects.bulk_create(
+            Contact(
+                organization=organization,
+                account=account,
+                name=f"Bulk person {start + n}",
+                title="CFO",
+                email=f"bulk{start + n}@customer.example",
+            )
+            for n, account in enumerate(accounts)
+        )
+        references = Reference.objects.bulk_create(
+            Reference(
+                organization=organization,
+                account=account,
+                advocate=contact,
+                title=f"Month-end close story {start + n}",
+                summary="Closed the month in three days.",
+                disclosure="Incentive disclosed." if n % 5 == 0 else "",
+            )
+            for n, (account, contact) in enumerate(zip(accounts, contacts, strict=True))
+        )
+        ReferenceScopeGrant.objects.bulk_create(
+            ReferenceScopeGrant(
+                organization=organization, reference=reference, scope=scope, granted_until=until, source="test"
+            )
+            for reference in references
+            for scope in scopes
+        )
+        ReferenceLabel.objects.bulk_create(
+            ReferenceLabel(organization=organization, reference=reference, kind="product", value=f"Product {n % 3}")
+            for n, reference in enumerate(references)
+        )
+    analyze(
+        "references_account",
+        "references_contact",
+        "references_reference",
+        "references_referencescopegrant",
+        "references_referencelabel",
+    )
+    return references

@@ -18,6 +18,7 @@ from tests.factories.references import (
     ReferenceAssetFactory,
     ReferenceFactory,
     ReferenceLabelFactory,
+    bulk_references,
     grant,
 )
 
@@ -293,9 +294,27 @@ def test_it_runs_a_constant_number_of_queries_on_the_catalogue(client, bob, caro
         services.usage_request_approve(organization=org_a, usage_request=usage_request, actor=carol)
     _count_queries(client, url("catalogue"), params)  # warm the session and caches
     small = _count_queries(client, url("catalogue"), params)
-    _make_references(org_a, 50)
+    bulk_references(org_a, 490)  # 500 in all
     large = _count_queries(client, url("catalogue"), params)
     assert small == large
     # Measured (SQLite and PostgreSQL): session, user, membership, switcher, organization,
     # count, page, usable scopes, settings, fatigue uses and six facets.
     assert large == 16
+
+
+def test_it_respects_restrictions_in_the_catalogue_search_and_detail(client, org_a, alice, bob):
+    from tests.factories.tenancy import MembershipFactory, UserFactory
+
+    other_sales = MembershipFactory(organization=org_a, user=UserFactory(username="erin"), role="sales").user
+    reference = ReferenceFactory(organization=org_a, title="Strategic account rollout")
+    grant(reference, "call")
+    with tenant_context(org_a):
+        services.reference_restrict(organization=org_a, reference=reference, users=[bob], groups=[], actor=alice)
+    detail = url("detail", reference_id=reference.pk)
+    client.force_login(other_sales)
+    assert "Strategic account rollout" not in client.get(url("catalogue")).content.decode()
+    assert "Strategic account rollout" not in client.get(url("catalogue"), {"q": "strategic"}).content.decode()
+    assert client.get(detail).status_code == 404
+    client.force_login(bob)
+    assert "Strategic account rollout" in client.get(url("catalogue"), {"q": "strategic"}).content.decode()
+    assert client.get(detail).status_code == 200
