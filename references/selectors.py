@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from refmgr.tenancy.context import get_current_organization
+from refmgr.tenancy.context import assert_current_organization as _assert_current
 from refmgr.tenancy.models import Organization
 
 from .models import (
@@ -26,13 +26,6 @@ from .models import (
     UsageRequest,
     UsageStatus,
 )
-
-
-def _assert_current(organization: Organization) -> None:
-    # Selectors take the organization explicitly and check it against the
-    # context, so a caller cannot read one organization while in another.
-    if get_current_organization().pk != organization.pk:
-        raise ValueError("The organization passed does not match the current organization context")
 
 
 def reference_settings_get(*, organization: Organization) -> ReferenceSettings:
@@ -121,8 +114,6 @@ def contact_fatigue(
     cap = contact.usage_cap if contact.usage_cap is not None else limits.usage_cap
     rest = timedelta(days=contact.cooldown_days if contact.cooldown_days is not None else limits.cooldown_days)
     window = timedelta(days=limits.usage_window_days)
-    if cap == 0:
-        return FatigueVerdict(allowed=False, reason="This person does not take part in calls, visits or videos.")
     uses = UsageRequest.objects.filter(
         reference__advocate=contact,
         scope__in=FATIGUE_SCOPES,
@@ -131,21 +122,14 @@ def contact_fatigue(
     )
     if exclude_request_id is not None:
         uses = uses.exclude(pk=exclude_request_id)
-    times = sorted(uses.values_list("decided_at", flat=True))
-    available_from: datetime | None = None
-    reason = ""
-    if len(times) >= cap:
-        # The oldest use that has to leave the window before one more fits.
-        available_from = times[len(times) - cap] + window
-        reason = f"{contact.name} has been asked {len(times)} times in the last {window.days} days (limit {cap})."
-    if times and times[-1] + rest > now:
-        rested = times[-1] + rest
-        if available_from is None or rested > available_from:
-            available_from = rested
-            reason = reason or f"{contact.name} is resting for {rest.days} days after the last use."
-    if available_from is not None:
-        return FatigueVerdict(allowed=False, available_from=available_from, reason=reason)
-    return FatigueVerdict(allowed=True)
+    return _fatigue_from_times(
+        contact=contact,
+        times=list(uses.values_list("decided_at", flat=True)),
+        cap=cap,
+        window_days=window.days,
+        rest_days=rest.days,
+        now=now,
+    )
 
 
 def scope_is_usable(*, organization: Organization, reference: Reference, scope: str) -> bool:
@@ -347,7 +331,7 @@ def reference_catalogue_facets(
 def _fatigue_from_times(
     *, contact: Contact, times: list[datetime], cap: int, rest_days: int, window_days: int, now: datetime
 ) -> FatigueVerdict:
-    # The same arithmetic as contact_fatigue(), over times already fetched.
+    # The fatigue arithmetic, shared by contact_fatigue() and the page-wide version.
     rest, window = timedelta(days=rest_days), timedelta(days=window_days)
     if cap == 0:
         return FatigueVerdict(allowed=False, reason="This person does not take part in calls, visits or videos.")
@@ -355,6 +339,7 @@ def _fatigue_from_times(
     available_from: datetime | None = None
     reason = ""
     if len(times) >= cap:
+        # The oldest use that has to leave the window before one more fits.
         available_from = times[len(times) - cap] + window
         reason = f"{contact.name} has been asked {len(times)} times in the last {window.days} days (limit {cap})."
     if times and times[-1] + rest > now:

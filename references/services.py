@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from refmgr.audit.services import record
 from refmgr.common.exceptions import ApplicationError
-from refmgr.tenancy.context import get_current_organization
+from refmgr.tenancy.context import assert_current_organization as _assert_current
 from refmgr.tenancy.models import Organization
 
 from . import selectors
@@ -36,11 +36,6 @@ from .models import (
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-
-
-def _assert_current(organization: Organization) -> None:
-    if get_current_organization().pk != organization.pk:
-        raise ValueError("The organization passed does not match the current organization context")
 
 
 # --- Verdicts from other apps: grants and holds ---------------------------------------

@@ -108,3 +108,10 @@ def activate_cross_organization_for_request(reason: str) -> None:
     if not _request_scope.get():
         raise OrganizationNotSet("activate_cross_organization_for_request() is only valid inside a request scope")
     _cross_organization.set(reason)
+
+
+def assert_current_organization(organization: Organization) -> None:
+    """Services and selectors take the organization explicitly *and* check it against the
+    context, so a caller can never act on one organization while running in another."""
+    if get_current_organization().pk != organization.pk:
+        raise ValueError("The organization passed does not match the current organization context")

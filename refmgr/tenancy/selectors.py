@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
 
-from .context import cross_organization, get_current_organization, tenant_context
+from .context import assert_current_organization as _assert_current
+from .context import cross_organization, tenant_context
 from .models import ApiToken, Invitation, Membership, Organization, Role
 
 if TYPE_CHECKING:
@@ -17,13 +18,6 @@ if TYPE_CHECKING:
     from refmgr.audit.models import AuditEvent
 
 ACTIVE_ORGANIZATION_SESSION_KEY = "refmgr_active_organization"
-
-
-def _assert_current(organization: Organization) -> None:
-    # Selectors take the organization explicitly *and* check it against the
-    # context, so a test cannot pass by reading the wrong organization.
-    if get_current_organization().pk != organization.pk:
-        raise ValueError("The organization passed does not match the current organization context")
 
 
 def organization_get_by_slug(*, slug: str) -> Organization | None:

@@ -19,18 +19,14 @@ from django.utils import timezone
 from refmgr.audit.services import record
 from refmgr.common.exceptions import ApplicationError
 
-from .context import get_current_organization, tenant_context
+from .context import assert_current_organization as _assert_current
+from .context import tenant_context
 from .models import ApiToken, Invitation, Membership, Organization, Role
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 INVITATION_SALT = "refmgr.tenancy.invitation"
-
-
-def _assert_current(organization: Organization) -> None:
-    if get_current_organization().pk != organization.pk:
-        raise ValueError("The organization passed does not match the current organization context")
 
 
 @transaction.atomic
