@@ -188,22 +188,28 @@ def _is_postgres() -> bool:
 def _catalogue_search(references: QuerySet[Reference], query: str) -> QuerySet[Reference]:
     from .models import Publication, ReferenceLabel
 
+    def named_by(term: str) -> Q:
+        # A label (product, use case, tag) or the account's name, but not for anonymised
+        # references: the name is exactly what they hide.
+        labels = ReferenceLabel.objects.filter(reference=OuterRef("pk"), value__icontains=term)
+        return Q(Exists(labels)) | (Q(account__name__icontains=term) & ~Q(publication=Publication.ANONYMISED))
+
+    terms = query.split()[:10]
     if _is_postgres():
         from django.contrib.postgres.search import SearchQuery, SearchRank
 
         search_query = SearchQuery(query, search_type="websearch", config="english")
         vector = _search_vector()
-        return references.annotate(search=vector, rank=SearchRank(vector, search_query)).filter(search=search_query)
-    # SQLite (development): every word must appear in the title, the summary, a label or
-    # the account's name (not for anonymised references: the name is exactly what they hide).
-    for term in query.split()[:10]:
-        labels = ReferenceLabel.objects.filter(reference=OuterRef("pk"), value__icontains=term)
-        references = references.filter(
-            Q(title__icontains=term)
-            | Q(summary__icontains=term)
-            | (Q(account__name__icontains=term) & ~Q(publication=Publication.ANONYMISED))
-            | Q(Exists(labels))
+        # Ranked text matches first; a match on a label or the account's name alone ranks 0.
+        named = Q()
+        for term in terms:
+            named &= named_by(term)
+        return references.annotate(search=vector, rank=SearchRank(vector, search_query)).filter(
+            Q(search=search_query) | named
         )
+    # SQLite (development): every word must appear in the title, the summary, a label or the account's name.
+    for term in terms:
+        references = references.filter(Q(title__icontains=term) | Q(summary__icontains=term) | named_by(term))
     return references
 
 

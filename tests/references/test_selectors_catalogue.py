@@ -157,9 +157,7 @@ def test_it_uses_the_gin_index_as_the_application_role(org_a):
     assert "references_reference_search" in _search_plan(org_a, as_owner=False)
 
 
-def test_it_falls_back_to_account_names_and_labels_on_sqlite(org_a, bob, library):
-    if is_postgres():
-        pytest.skip("PostgreSQL searches the indexed title and summary only")
+def test_it_finds_references_by_account_name_and_label(org_a, bob, library):
     assert titles(org_a, bob, query="copperleaf") == ["Month-end close automated"]
     assert sorted(titles(org_a, bob, query="ledger")) == ["Month-end close automated", "Store analytics"]
 
