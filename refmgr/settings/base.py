@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
@@ -256,6 +257,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "refmgr.tenancy.tasks.fan_out",
         "schedule": timedelta(minutes=5),
         "kwargs": {"task_name": "refmgr.tenancy.tasks.invitations_send_pending"},
+    },
+    "review-flags-sweep": {
+        "task": "refmgr.tenancy.tasks.fan_out",
+        "schedule": crontab(hour=2, minute=30),
+        "kwargs": {"task_name": "references.tasks.review_flags_sweep"},
     },
 }
 

@@ -75,6 +75,17 @@ class ReferenceSettings(TenantOwnedModel):
     cooldown_days = models.PositiveSmallIntegerField(
         _("rest after each use (days)"), default=14, validators=[MaxValueValidator(365)]
     )
+    incentive_window_days = models.PositiveSmallIntegerField(
+        _("incentive look-back (days)"),
+        default=365,
+        validators=[MinValueValidator(1), MaxValueValidator(1825)],
+        help_text=_("References active this long before or after an incentive are flagged for review."),
+    )
+    incentive_words = models.TextField(
+        _("words that suggest an incentive"),
+        blank=True,
+        help_text=_("One per line; text mentioning one is flagged for review. Empty: the built-in list."),
+    )
 
     class Meta(TenantOwnedModel.Meta):
         constraints = [
