@@ -326,7 +326,8 @@ def review_flag_text_scan(*, organization: Organization) -> int:
 
 
 def _decidable(organization: Organization, flag: ReviewFlag, actor: AbstractBaseUser, justification: str) -> ReviewFlag:
-    flag = ReviewFlag.objects.select_for_update().select_related("incentive", "reference").get(pk=flag.pk)
+    # Lock only the flag row: the incentive is an outer join, which FOR UPDATE cannot lock.
+    flag = ReviewFlag.objects.select_for_update(of=("self",)).select_related("incentive", "reference").get(pk=flag.pk)
     if flag.status != FlagStatus.OPEN:
         raise ApplicationError("This flag has already been resolved.")
     if flag.incentive is not None and flag.incentive.recorded_by_id == actor.pk:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -32,7 +32,7 @@ def record(org, actor, *, contact=None, account=None, given_on=None, **extra) ->
             kind=extra.pop("kind", "gift_card"),
             value=extra.pop("value", Decimal("50")),
             currency=extra.pop("currency", "EUR"),
-            given_on=given_on or date.today(),
+            given_on=given_on or timezone.localdate(),
             given_by="Account executive",
             **extra,
         )
@@ -88,7 +88,7 @@ def test_it_flags_every_reference_of_an_account_wide_incentive(org_a, carol, ref
 @pytest.mark.parametrize(("days", "flagged"), [(364, 1), (366, 0)])
 def test_it_respects_the_look_back_window_after_the_incentive(org_a, carol, reference, days, flagged):
     # The reference was created `days` after the incentive (window: 365 days).
-    record(org_a, carol, contact=reference.advocate, given_on=date.today() - timedelta(days=days))
+    record(org_a, carol, contact=reference.advocate, given_on=timezone.localdate() - timedelta(days=days))
     assert flag_all(org_a) == flagged
 
 
@@ -99,7 +99,7 @@ def test_it_respects_the_look_back_window_before_the_incentive(org_a, carol, ref
         Reference.objects.filter(pk=reference.pk).update(
             status=ReferenceStatus.RETIRED, retired_at=timezone.now() - timedelta(days=days)
         )
-    record(org_a, carol, contact=reference.advocate, given_on=date.today())
+    record(org_a, carol, contact=reference.advocate, given_on=timezone.localdate())
     assert flag_all(org_a) == flagged
 
 
