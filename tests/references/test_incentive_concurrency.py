@@ -1,0 +1,57 @@
+"""Two sweeps at once raise each flag once: the unique key, not luck, decides."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from references import incentives
+from references.models import ReferenceHold, ReviewFlag
+from refmgr.tenancy.context import tenant_context
+from tests.factories.references import ReferenceFactory, grant
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def test_it_raises_each_flag_once_when_two_sweeps_run_at_once(org_a, carol):
+    references = [ReferenceFactory(organization=org_a) for _ in range(3)]
+    for reference in references:
+        grant(reference, "call")
+    with tenant_context(org_a):
+        for reference in references:
+            incentives.incentive_record(
+                organization=org_a,
+                actor=carol,
+                contact=reference.advocate,
+                kind="gift_card",
+                value=20,
+                currency="EUR",
+                given_on=reference.created_at.date(),
+                given_by="AE",
+            )
+    barrier = threading.Barrier(2)
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def sweep() -> None:
+        try:
+            with tenant_context(org_a):
+                barrier.wait(timeout=10)
+                results.append(incentives.incentive_flag_references(organization=org_a))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    with tenant_context(org_a):
+        assert ReviewFlag.objects.count() == 3
+        assert ReferenceHold.objects.filter(released_at=None).count() == 3
+    assert len(results) == 2  # both sweeps finished; neither failed on the other's rows
