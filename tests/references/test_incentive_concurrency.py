@@ -40,7 +40,7 @@ def test_it_raises_each_flag_once_when_two_sweeps_run_at_once(org_a, carol):
             with tenant_context(org_a):
                 barrier.wait(timeout=10)
                 results.append(incentives.incentive_flag_references(organization=org_a))
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
         finally:
             connection.close()
