@@ -205,3 +205,20 @@ def test_it_hides_other_tenants_incentives_and_flags(org_a, org_b, carol, refere
         assert not Incentive.objects.exists()
         assert not ReviewFlag.objects.exists()
         assert incentives.incentive_flag_references(organization=org_b) == 0
+
+
+def test_it_flags_through_the_celery_tasks(org_a, bob, carol, reference):
+    from references.tasks import incentive_flag, review_flags_sweep
+
+    incentive = record(org_a, carol, contact=reference.advocate)
+    assert incentive_flag.apply(kwargs={"organization_id": org_a.pk, "incentive_id": incentive.pk}).get() == 1
+    with tenant_context(org_a):
+        UsageRequest.objects.create(
+            organization=org_a,
+            reference=reference,
+            scope="quote",
+            requested_by=bob,
+            opportunity_name="x",
+            purpose="We paid for their trip to the summit.",
+        )
+    assert review_flags_sweep.apply(kwargs={"organization_id": org_a.pk}).get() == {"incentives": 0, "text": 1}
