@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework.routers import DefaultRouter
 
+from references.api.incentives import IncentiveViewSet, ReviewFlagViewSet
 from references.api.views import AccountViewSet, ContactViewSet, ReferenceViewSet, UsageRequestViewSet
 from refmgr.audit.api import AuditEventViewSet
 from refmgr.tenancy.api_views import MembershipViewSet
@@ -16,5 +17,7 @@ router.register("accounts", AccountViewSet, basename="account")
 router.register("contacts", ContactViewSet, basename="contact")
 router.register("references", ReferenceViewSet, basename="reference")
 router.register("usage-requests", UsageRequestViewSet, basename="usage-request")
+router.register("incentives", IncentiveViewSet, basename="incentive")
+router.register("review-flags", ReviewFlagViewSet, basename="review-flag")
 
 urlpatterns = router.urls
