@@ -139,7 +139,8 @@ class AssetForm(ServiceErrorFormMixin, forms.Form):
 class ReferenceSettingsForm(ServiceErrorFormMixin, forms.ModelForm):
     class Meta:
         model = ReferenceSettings
-        fields = ("usage_cap", "usage_window_days", "cooldown_days")
+        fields = ("usage_cap", "usage_window_days", "cooldown_days", "incentive_window_days", "incentive_words")
+        widgets = {"incentive_words": forms.Textarea(attrs={"rows": 6})}
 
 
 class RetireForm(forms.Form):

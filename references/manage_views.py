@@ -477,7 +477,11 @@ def reference_settings(request: HttpRequest, organization_slug: str) -> HttpResp
     current = selectors.reference_settings_get(organization=organization)
     form = ReferenceSettingsForm(request.POST or None, initial=model_to_dict(current))
     if request.method == "POST" and form.is_valid():
+        review = {name: form.cleaned_data.pop(name) for name in ("incentive_window_days", "incentive_words")}
         saved, _error = _save(request, form, services.reference_settings_update)
+        if saved is not None:
+            form.cleaned_data = review
+            saved, _error = _save(request, form, services.reference_review_settings_update)
         if saved is not None:
             messages.success(request, _("Usage limits saved. They apply to every new request and approval."))
             return redirect("references:settings", organization_slug=organization_slug)

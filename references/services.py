@@ -1005,3 +1005,32 @@ def reference_unrestrict(
         reference.save(update_fields=["restricted", "updated_at"])
         record(organization=organization, actor=actor, action="reference.unrestricted", target=reference)
     return reference
+
+
+# --- Compliance review settings (issue 5) ------------------------------------------------------
+# Appended: the look-back window around an incentive and the words that suggest one.
+
+
+@transaction.atomic
+def reference_review_settings_update(
+    *,
+    organization: Organization,
+    actor: AbstractBaseUser | None,
+    incentive_window_days: int,
+    incentive_words: str,
+) -> ReferenceSettings:
+    """Set the incentive look-back window and word list (admins); audited with old and new values."""
+    _assert_current(organization)
+    current = ReferenceSettings.objects.select_for_update().first()
+    if current is None:
+        current = ReferenceSettings(organization=organization)
+    words = "\n".join(line.strip() for line in incentive_words.splitlines() if line.strip())
+    changed = _assign(current, {"incentive_window_days": incentive_window_days, "incentive_words": words})
+    _full_clean(current)
+    if changed or current.pk is None:
+        current.save()
+    if changed:
+        record(
+            organization=organization, actor=actor, action="reference_settings.updated", target=current, details=changed
+        )
+    return current
