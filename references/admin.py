@@ -18,6 +18,7 @@ from refmgr.tenancy.admin import ReadOnlyTenantAdmin, TenantAdmin
 from .models import (
     Account,
     Contact,
+    Incentive,
     Reference,
     ReferenceAsset,
     ReferenceGroupObjectPermission,
@@ -26,6 +27,7 @@ from .models import (
     ReferenceScopeGrant,
     ReferenceSettings,
     ReferenceUserObjectPermission,
+    ReviewFlag,
     UsageEvent,
     UsageNotification,
     UsageRequest,
@@ -229,3 +231,44 @@ class ReferenceGroupPermissionAdmin(ReadOnlyTenantAdmin):
     list_display = ("content_object", "group", "permission", "created_at")
     search_fields = ("content_object__title", "group__name")
     list_select_related = ("content_object", "group", "permission", "organization")
+
+
+@admin.register(Incentive)
+class IncentiveAdmin(ReadOnlyTenantAdmin):
+    """Read-only: incentives are recorded on the pages and the API, through the service
+    (which refuses sentiment-conditioned incentives, queues the flagging and audits)."""
+
+    list_display = ("given_on", "kind", "value", "currency", "account", "contact", "condition", "given_by")
+    list_filter = ("kind", "condition", "currency", ("given_on", admin.DateFieldListFilter))
+    search_fields = ("note", "given_by", "account__name", "contact__name")
+    list_select_related = ("account", "contact", "organization")
+    date_hierarchy = "given_on"
+    csv_fields = ("given_on", "kind", "value", "currency", "account", "contact", "condition", "given_by", "note")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Incentive]:
+        return super().get_queryset(request).select_related("account", "contact")
+
+
+@admin.register(ReviewFlag)
+class ReviewFlagAdmin(ReadOnlyTenantAdmin):
+    """Compliance decisions are made in the review queue (separation of duties, audit); here they are read-only."""
+
+    list_display = ("reference", "reason", "status", "incentive", "resolved_by", "resolved_at", "created_at")
+    list_filter = ("status", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("reference__title", "reason", "matched_text", "justification", "disclosure")
+    list_select_related = ("reference", "incentive", "resolved_by", "organization")
+    csv_fields = (
+        "created_at",
+        "reference",
+        "reason",
+        "matched_text",
+        "status",
+        "resolved_by",
+        "resolved_at",
+        "justification",
+        "disclosure",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ReviewFlag]:
+        # The CSV export reads the reference and the reviewer per row: join them once.
+        return super().get_queryset(request).select_related("reference", "resolved_by")
