@@ -25,7 +25,11 @@ from .models import (
     Account,
     AssetKind,
     Contact,
+    FlagStatus,
     HoldKind,
+    Incentive,
+    IncentiveCondition,
+    IncentiveKind,
     LabelKind,
     Outcome,
     Publication,
@@ -35,6 +39,7 @@ from .models import (
     ReferenceLabel,
     ReferenceScopeGrant,
     ReferenceStatus,
+    ReviewFlag,
     Scope,
     SizeBand,
     UsageEvent,
@@ -107,6 +112,7 @@ def seed_references(
         _labels_and_assets(rng, org, references)
         _grants_and_holds(rng, org, references, now)
         _usage(rng, org, references, members, now)
+        _incentives(rng, org, references, members, now)
     return len(references)
 
 
@@ -249,8 +255,8 @@ def _grants_and_holds(rng: random.Random, org: Organization, references: list[Re
                     source=f"demo-consent:{reference.pk}",
                 )
             )
+    # Review holds come from real flags (see _incentives), so each one has its place in the queue.
     for reference, kind, reason in (
-        (references[3], HoldKind.REVIEW, "Incentive recorded: a conference ticket, under compliance review."),
         (references[7], HoldKind.COMPLAINT, "Open complaint about the last reference call."),
     ):
         holds.append(
@@ -341,3 +347,79 @@ def _usage(
                 )
             )
     UsageEvent.objects.bulk_create(events)
+
+
+def _incentives(
+    rng: random.Random, org: Organization, references: list[Reference], members: dict[str, Any], now: Any
+) -> None:
+    """A few incentives, the flags they raise (through the real, idempotent flagging) and a decision of each kind.
+
+    Account-wide and per-contact incentives, one conditioned on taking part;
+    recorded by the reference manager, decided by the compliance member (who
+    did not record them), so separation of duties holds. The rest stay open.
+    """
+    from .incentives import incentive_flag_references, review_flag_clear, review_flag_reject
+
+    recorder = members.get(Role.REFERENCE_MANAGER) or members.get(Role.ADMIN)
+    if recorder is None:
+        return
+    active = [r for r in references if r.status == ReferenceStatus.ACTIVE and r.advocate_id is not None]
+    if len(active) < 6:
+        return
+    picked = rng.sample(active, 6)
+    today = now.date()
+    rows = [
+        # (contact or None for account-wide, account, kind, value, currency, days ago, condition, note)
+        (picked[0].advocate, picked[0].account, IncentiveKind.GIFT_CARD, "100", "EUR", 40, IncentiveCondition.NONE,
+         "Thank-you after the customer advisory board."),
+        (picked[1].advocate, picked[1].account, IncentiveKind.EVENT_TRAVEL, "1450", "USD", 75,
+         IncentiveCondition.PARTICIPATION, "Flights and hotel to speak at our user conference."),
+        (None, picked[2].account, IncentiveKind.DISCOUNT, "12000", "EUR", 120, IncentiveCondition.NONE,
+         "Renewal discount negotiated by the account team."),
+        (picked[3].advocate, picked[3].account, IncentiveKind.MERCHANDISE, "60", "GBP", 20, IncentiveCondition.NONE,
+         "Branded hoodie and mug."),
+        (None, picked[4].account, IncentiveKind.FREE_SERVICE, "3000", "EUR", 200, IncentiveCondition.OTHER,
+         "Free onboarding workshop in exchange for early feedback."),
+        (picked[5].advocate, picked[5].account, IncentiveKind.DONATION, "500", "USD", 10, IncentiveCondition.NONE,
+         "Donation to a charity of the customer's choice."),
+    ]  # fmt: skip
+    Incentive.objects.bulk_create(
+        Incentive(
+            organization=org,
+            contact=contact,
+            account=account,
+            kind=kind,
+            value=Decimal(value),
+            currency=currency,
+            given_on=today - timedelta(days=days),
+            given_by=rng.choice(("Account executive", "Customer success manager", "Marketing")),
+            recorded_by=recorder,
+            condition=condition,
+            note=note,
+        )
+        for contact, account, kind, value, currency, days, condition, note in rows
+    )
+    incentive_flag_references(organization=org)
+    reviewer = members.get(Role.COMPLIANCE)
+    if reviewer is None or reviewer.pk == recorder.pk:
+        return
+    first_flag: dict[str, ReviewFlag] = {}
+    for flag in ReviewFlag.objects.filter(status=FlagStatus.OPEN).select_related("incentive").order_by("id"):
+        if flag.incentive is not None:
+            first_flag.setdefault(flag.incentive.kind, flag)
+    to_clear, to_reject = first_flag.get(IncentiveKind.GIFT_CARD), first_flag.get(IncentiveKind.EVENT_TRAVEL)
+    if to_clear is None or to_reject is None or to_clear.reference_id == to_reject.reference_id:
+        return
+    review_flag_clear(
+        organization=org,
+        flag=to_clear,
+        actor=reviewer,
+        justification="A small thank-you after the advisory board; not tied to what the customer says.",
+        disclosure="This customer received a gift card.",
+    )
+    review_flag_reject(
+        organization=org,
+        flag=to_reject,
+        actor=reviewer,
+        justification="The trip was offered on condition of speaking; the story cannot be shown as independent.",
+    )

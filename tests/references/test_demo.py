@@ -39,3 +39,52 @@ def test_it_creates_nothing_the_second_time(db):
     before = _counts()
     call_command("seed_demo", "--no-logins", stdout=StringIO())
     assert _counts() == before
+
+
+def test_it_seeds_incentives_and_flags_in_every_state(db):
+    from references.models import FlagStatus, Incentive, IncentiveCondition, ReferenceHold, ReviewFlag
+    from refmgr.tenancy.models import Membership, Role
+
+    call_command("seed_demo", "--no-logins", stdout=StringIO())
+    for organization in Organization.objects.all():
+        with tenant_context(organization):
+            incentives = list(Incentive.objects.all())
+            assert len(incentives) >= 4
+            assert any(i.contact_id is None for i in incentives)  # account-wide
+            assert any(i.contact_id is not None for i in incentives)  # per contact
+            assert any(i.condition == IncentiveCondition.PARTICIPATION for i in incentives)
+            assert IncentiveCondition.POSITIVE_SENTIMENT not in {i.condition for i in incentives}
+            manager = Membership.objects.get(user=incentives[0].recorded_by).role
+            assert manager == Role.REFERENCE_MANAGER
+            statuses = list(ReviewFlag.objects.values_list("status", flat=True))
+            assert statuses.count(FlagStatus.CLEARED) == 1
+            assert statuses.count(FlagStatus.REJECTED) == 1
+            assert statuses.count(FlagStatus.OPEN) >= 1
+            for flag in ReviewFlag.objects.exclude(status=FlagStatus.OPEN).select_related("incentive", "reference"):
+                assert flag.resolved_by_id not in (None, flag.incentive.recorded_by_id)
+                assert flag.justification
+            cleared = ReviewFlag.objects.select_related("reference").get(status=FlagStatus.CLEARED)
+            assert cleared.reference.disclosure == cleared.disclosure != ""
+            rejected = ReviewFlag.objects.select_related("reference").get(status=FlagStatus.REJECTED)
+            assert rejected.reference.status == "retired"
+            # Every open flag holds its reference.
+            open_sources = set(
+                ReviewFlag.objects.filter(status=FlagStatus.OPEN).values_list("reference_id", "source_key")
+            )
+            held = set(ReferenceHold.objects.filter(released_at=None).values_list("reference_id", "source"))
+            assert open_sources <= held
+
+
+def test_it_seeds_incentives_and_flags_once(db):
+    from references.incentives import incentive_flag_references
+    from references.models import Incentive, ReviewFlag
+
+    call_command("seed_demo", "--no-logins", stdout=StringIO())
+    counts = (Incentive.all_tenants.count(), ReviewFlag.all_tenants.count())
+    call_command("seed_demo", "--no-logins", stdout=StringIO())
+    assert (Incentive.all_tenants.count(), ReviewFlag.all_tenants.count()) == counts
+    for organization in Organization.objects.all():
+        with tenant_context(organization):
+            before = ReviewFlag.objects.count()
+            assert incentive_flag_references(organization=organization) == 0
+            assert ReviewFlag.objects.count() == before
