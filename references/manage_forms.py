@@ -142,6 +142,11 @@ class ReferenceSettingsForm(ServiceErrorFormMixin, forms.ModelForm):
         fields = ("usage_cap", "usage_window_days", "cooldown_days", "incentive_window_days", "incentive_words")
         widgets = {"incentive_words": forms.Textarea(attrs={"rows": 6})}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Left out of a post, the review settings keep their current values.
+        self.fields["incentive_window_days"].required = False
+
 
 class RetireForm(forms.Form):
     reason = forms.CharField(

@@ -477,7 +477,11 @@ def reference_settings(request: HttpRequest, organization_slug: str) -> HttpResp
     current = selectors.reference_settings_get(organization=organization)
     form = ReferenceSettingsForm(request.POST or None, initial=model_to_dict(current))
     if request.method == "POST" and form.is_valid():
-        review = {name: form.cleaned_data.pop(name) for name in ("incentive_window_days", "incentive_words")}
+        review = {
+            name: getattr(current, name) if name not in request.POST or value is None else value
+            for name in ("incentive_window_days", "incentive_words")
+            for value in [form.cleaned_data.pop(name)]
+        }
         saved, _error = _save(request, form, services.reference_settings_update)
         if saved is not None:
             form.cleaned_data = review
