@@ -17,6 +17,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Page, Paginator
+from django.db import transaction
 from django.db.models import Count, Model, Q, QuerySet
 from django.forms import model_to_dict
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -482,10 +483,14 @@ def reference_settings(request: HttpRequest, organization_slug: str) -> HttpResp
             for name in ("incentive_window_days", "incentive_words")
             for value in [form.cleaned_data.pop(name)]
         }
-        saved, _error = _save(request, form, services.reference_settings_update)
-        if saved is not None:
-            form.cleaned_data = review
-            saved, _error = _save(request, form, services.reference_review_settings_update)
+        # Both groups of settings are saved together or not at all.
+        with transaction.atomic():
+            saved, _error = _save(request, form, services.reference_settings_update)
+            if saved is not None:
+                form.cleaned_data = review
+                saved, _error = _save(request, form, services.reference_review_settings_update)
+            if saved is None:
+                transaction.set_rollback(True)
         if saved is not None:
             messages.success(request, _("Usage limits saved. They apply to every new request and approval."))
             return redirect("references:settings", organization_slug=organization_slug)
