@@ -14,10 +14,12 @@ Salespeople see neither resource.
 
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, serializers, status
+from rest_framework import exceptions, mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -82,11 +84,27 @@ class IncentiveOutputSerializer(serializers.ModelSerializer):
         ]
 
 
+class OrganizationObjectField(ScopedPrimaryKeyField):
+    """An id that must name an object of this organization: any other id is a 404, as a URL would be.
+
+    Another organization's contact is indistinguishable from one that does not exist.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            codes = error.get_codes()
+            if codes == ["does_not_exist"]:
+                raise exceptions.NotFound(f"No such {self.scoped_model._meta.verbose_name}.") from None
+            raise
+
+
 class IncentiveInputSerializer(serializers.Serializer):
     """Shape only; the service refuses sentiment-conditioned incentives and mismatched contact/account."""
 
-    contact = ScopedPrimaryKeyField(Contact, required=False, allow_null=True)
-    account = ScopedPrimaryKeyField(Account, required=False, allow_null=True)
+    contact = OrganizationObjectField(Contact, required=False, allow_null=True)
+    account = OrganizationObjectField(Account, required=False, allow_null=True)
     kind = serializers.ChoiceField(choices=IncentiveKind.choices)
     value = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, max_value=MAX_INCENTIVE_VALUE)
     currency = serializers.CharField(max_length=3, help_text="ISO 4217 code: " + ", ".join(CURRENCIES))
