@@ -154,7 +154,7 @@ class ReferenceOutputSerializer(serializers.ModelSerializer):
     (one query per page each, not per row).
     """
 
-    account = AccountBriefSerializer(read_only=True)
+    account = serializers.SerializerMethodField()
     products = serializers.SerializerMethodField()
     use_cases = serializers.SerializerMethodField()
     tags = serializers.SerializerMethodField()
@@ -186,6 +186,14 @@ class ReferenceOutputSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+
+    @extend_schema_field(AccountBriefSerializer)
+    def get_account(self, obj: Reference) -> dict[str, Any]:
+        data = AccountBriefSerializer(obj.account).data
+        if obj.publication == Publication.ANONYMISED and not self.context.get("reveal_account"):
+            # Industry, region and size only: the company's identity is what an anonymised reference hides.
+            data["id"], data["name"] = None, None
+        return data
 
     def _labels(self, obj: Reference, kind: str) -> list[str]:
         return [label.value for label in obj.labels.all() if label.kind == kind]

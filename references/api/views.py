@@ -234,8 +234,15 @@ class ReferenceViewSet(ReferencesApiMixin, mixins.ListModelMixin, mixins.Retriev
     read_roles = tuple(Role.values)
     write_roles = MANAGERS
     filterset_class = filters.ReferenceFilter
-    search_fields = ["title", "summary", "account__name", "account__industry"]
-    ordering_fields = ["title", "created_at", "updated_at", "account__name"]
+    ordering_fields = ["title", "created_at", "updated_at"]
+
+    @property
+    def search_fields(self) -> list[str]:  # type: ignore[override]
+        # Only managers may find a reference by its account's name: for anyone
+        # else it would unmask anonymised references.
+        if getattr(self.request, "_request", None) is not None and self.role in MANAGERS:
+            return ["title", "summary", "account__name", "account__industry"]
+        return ["title", "summary", "account__industry"]
 
     def scope_queryset(self, queryset: QuerySet[Reference]) -> QuerySet[Reference]:
         queryset = queryset.filter(restriction_filter(user=self.request.user))
@@ -256,6 +263,7 @@ class ReferenceViewSet(ReferencesApiMixin, mixins.ListModelMixin, mixins.Retriev
         context: dict[str, Any] = {
             "usable_scopes": reference_usable_scopes(organization=self.organization, reference_ids=ids),
             "all_contact_details": self.role in CONTACT_ROLES,
+            "reveal_account": self.role in MANAGERS,
         }
         if self.role not in CONTACT_ROLES:
             context["contact_details_for"] = set(

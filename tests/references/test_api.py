@@ -375,3 +375,21 @@ def test_it_documents_the_resources_in_the_schema(tmp_path):
         assert path in text
     assert "/api/v1/usage-requests/{id}/approve/" in text
     assert "Refused by the fatigue limits" in text
+
+
+def test_it_never_names_the_customer_behind_an_anonymised_reference(
+    api_client_for, bob_membership, carol_membership, org_a
+):
+    reference = ReferenceFactory(organization=org_a, publication="anonymised", title="Anonymous rollout")
+    reference.account.name = "Secretive Shipping Ltd"
+    with tenant_context(org_a):
+        reference.account.save()
+    grant(reference, "quote")
+    sales = api_client_for(bob_membership)
+    [shown] = sales.get(REFERENCES).json()["results"]
+    assert shown["account"]["name"] is None
+    assert shown["account"]["id"] is None
+    assert shown["account"]["industry"] == reference.account.industry
+    assert sales.get(REFERENCES, {"search": "Secretive"}).json()["results"] == []
+    manager = api_client_for(carol_membership)
+    assert manager.get(f"{REFERENCES}{reference.pk}/").json()["account"]["name"] == "Secretive Shipping Ltd"
