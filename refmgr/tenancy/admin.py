@@ -12,10 +12,14 @@ import json
 from typing import Any
 
 from django.contrib import admin
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
+from refmgr.audit.services import record
+
 from .admin_site import is_org_admin
+from .context import tenant_context
 from .models import ApiToken, Invitation, Membership, Organization
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -69,7 +73,22 @@ class TenantAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
         if not change:
             obj.organization = request.organization  # type: ignore[attr-defined]
-        super().save_model(request, obj, form, change)
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            # Admin edits bypass the services, so they are audited here.
+            with tenant_context(obj.organization):  # type: ignore[attr-defined]
+                record(
+                    organization=obj.organization,  # type: ignore[attr-defined]
+                    actor=request.user,
+                    action="admin.changed" if change else "admin.created",
+                    target=obj,
+                    details={"fields": sorted(form.changed_data)} if form is not None else {},
+                )
+
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        with transaction.atomic(), tenant_context(obj.organization):  # type: ignore[attr-defined]
+            record(organization=obj.organization, actor=request.user, action="admin.deleted", target=obj)  # type: ignore[attr-defined]
+            super().delete_model(request, obj)
 
     def get_list_display(self, request: HttpRequest) -> Any:
         fields = super().get_list_display(request)
@@ -134,19 +153,16 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(TenantAdmin):
+class MembershipAdmin(ReadOnlyTenantAdmin):
     list_display = ("user", "role", "is_active", "created_at")
     list_filter = ("role", "is_active")
     search_fields = ("user__username", "user__email")
     list_select_related = ("user", "organization")
     raw_id_fields = ("user",)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False  # deactivate instead, so the history keeps its actor
-
 
 @admin.register(Invitation)
-class InvitationAdmin(TenantAdmin):
+class InvitationAdmin(ReadOnlyTenantAdmin):
     list_display = ("email", "role", "invited_by", "created_at", "sent_at", "accepted_at", "revoked_at")
     list_filter = ("role",)
     search_fields = ("email",)
@@ -158,7 +174,7 @@ class InvitationAdmin(TenantAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(TenantAdmin):
+class ApiTokenAdmin(ReadOnlyTenantAdmin):
     list_display = ("prefix", "name", "membership", "created_at", "last_used_at", "revoked_at")
     list_select_related = ("membership__user", "organization")
     readonly_fields = ("membership", "prefix", "last_used_at")

@@ -11,7 +11,6 @@ from django.contrib.auth import get_user_model
 from refmgr.audit.models import AuditEvent
 from refmgr.audit.services import record
 from refmgr.tenancy.context import tenant_context
-from refmgr.tenancy.models import Membership
 
 EVENTS = "/admin/audit/auditevent/"
 
@@ -98,13 +97,31 @@ def test_it_exports_the_audit_log_as_csv_with_formulas_defused(client, alice, or
     assert '{"note": "=HYPERLINK(1)"}' in {row[6] for row in rows[1:]}
 
 
-def test_it_stamps_the_working_organization_on_rows_created_in_admin(client, alice, org_a):
+def test_it_stamps_the_working_organization_on_rows_created_in_admin_and_audits_them(client, alice, org_a):
+    from references.models import Account
+
     client.force_login(alice)
-    newcomer = get_user_model().objects.create_user("newcomer")
-    response = client.post("/admin/tenancy/membership/add/", {"user": newcomer.pk, "role": "sales", "is_active": "on"})
+    response = client.post(
+        "/admin/references/account/add/", {"name": "Admin-made Ltd", "industry": "Retail", "region": "EMEA"}
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     with tenant_context(org_a):
-        assert Membership.objects.get(user=newcomer).organization_id == org_a.pk
+        account = Account.objects.get(name="Admin-made Ltd")
+        event = AuditEvent.objects.get(action="admin.created")
+    assert account.organization_id == org_a.pk
+    assert (event.object_id, event.actor) == (str(account.pk), alice)
+
+
+def test_it_keeps_memberships_invitations_and_tokens_to_their_pages(client, alice, bob_membership):
+    # Their services keep the rules (one admin at least, revoked tokens stay revoked) and the audit trail.
+    client.force_login(alice)
+    assert client.get("/admin/tenancy/membership/add/").status_code == 403
+    response = client.post(
+        f"/admin/tenancy/membership/{bob_membership.pk}/change/", {"role": "admin", "is_active": "on"}
+    )
+    assert response.status_code == 403
+    bob_membership.refresh_from_db()
+    assert bob_membership.role == "sales"
 
 
 def test_it_registers_the_tenancy_models_on_the_admin_site(client, alice):
