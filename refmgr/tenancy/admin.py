@@ -30,7 +30,8 @@ def csv_safe(value: Any) -> str:
     if isinstance(value, dict | list):
         value = json.dumps(value, sort_keys=True, default=str)
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+    # Spreadsheets skip leading blanks before deciding that a cell is a formula.
+    return "'" + text if text.lstrip(" ").startswith(FORMULA_PREFIXES) else text
 
 
 class _Echo:

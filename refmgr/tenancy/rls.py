@@ -56,10 +56,13 @@ def organization_execute_wrapper(
         return execute(sql, params, many, context)
     org_id, cross = _context_values()
     if many:
-        # executemany() cannot carry a prefix; inside a transaction a separate
-        # statement lasts until its end, which covers every row.
-        context["cursor"].cursor.execute(SET_CONTEXT_SQL, (org_id, cross))
-        return execute(sql, params, many, context)
+        # executemany() cannot carry a prefix; a separate statement lasts until
+        # the end of its transaction, so make sure there is one around both.
+        from django.db import transaction
+
+        with transaction.atomic(using=context["connection"].alias):
+            context["cursor"].cursor.execute(SET_CONTEXT_SQL, (org_id, cross))
+            return execute(sql, params, many, context)
     if params is None:
         # Without parameters psycopg2 sends the SQL as it is, so '%' must stay single.
         prefix = SET_CONTEXT_SQL.replace("%s", "{}").format(_quote(org_id), _quote(cross))

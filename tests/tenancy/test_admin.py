@@ -129,3 +129,10 @@ def test_it_registers_the_tenancy_models_on_the_admin_site(client, alice):
     body = client.get("/admin/").content.decode()
     for path in ("/admin/tenancy/membership/", "/admin/tenancy/invitation/", "/admin/audit/auditevent/"):
         assert path in body
+
+
+@pytest.mark.parametrize("cell", ["=1+1", "+1", "-1", "@SUM(A1)", "  =1+1", "\t=1"])
+def test_it_defuses_every_formula_start(cell):
+    from refmgr.tenancy.admin import csv_safe
+
+    assert csv_safe(cell).startswith("'")

@@ -112,3 +112,21 @@ def test_it_forces_row_level_security_on_every_tenant_table(db):
     for table in tables:
         assert rows.get(table) == (True, True), f"{table}: row-level security not enabled and forced"
         assert table in policies, f"{table}: no organization_isolation policy"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_scopes_executemany_outside_a_transaction(org_a, alice):
+    # Autocommit: the organization must still reach the rows executemany writes.
+    from refmgr.audit.models import AuditEvent
+
+    with tenant_context(org_a), connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO audit_auditevent (organization_id, actor_label, action, object_type, object_id,"
+            " object_repr, details, created_at, updated_at) VALUES (%s, 'x', %s, '', '', '', '{}', now(), now())",
+            [(org_a.pk, "bulk.one"), (org_a.pk, "bulk.two")],
+        )
+    with tenant_context(org_a):
+        assert set(AuditEvent.objects.filter(action__startswith="bulk.").values_list("action", flat=True)) == {
+            "bulk.one",
+            "bulk.two",
+        }
