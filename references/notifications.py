@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
@@ -20,21 +22,31 @@ EVENTS = ("created", "approved", "declined", "cancelled", "withdrawn")
 def _managers() -> list[str]:
     """The reference managers' addresses, or the admins' when there is no manager."""
     for role in (Role.REFERENCE_MANAGER, Role.ADMIN):
-        members = Membership.objects.filter(role=role, is_active=True).select_related("user")
+        members = Membership.objects.filter(role=role, is_active=True, user__is_active=True).select_related("user")
         emails = sorted({m.user.email for m in members if m.user.email})
         if emails:
             return emails
     return []
 
 
+def _active_member(user: Any) -> bool:
+    # Deals are confidential: nobody who has left the organization is emailed about them.
+    return (
+        user is not None
+        and user.is_active
+        and bool(user.email)
+        and Membership.objects.filter(user=user, is_active=True).exists()
+    )
+
+
 def _recipients(usage_request: UsageRequest, event: str) -> list[str]:
     if event in ("created", "withdrawn"):
         owner = usage_request.reference.owner
-        if owner is not None and owner.email:
+        if _active_member(owner):
             return [owner.email]
         return _managers()
     requester = usage_request.requested_by
-    return [requester.email] if requester.email else []
+    return [requester.email] if _active_member(requester) else []
 
 
 def usage_request_notify(*, organization: Organization, usage_request_id: int, event: str) -> str:

@@ -112,3 +112,19 @@ def test_it_falls_back_to_the_admins_when_there_is_no_reference_manager(org_a, a
         )
         usage_request_notify(organization=org_a, usage_request_id=created.pk, event="created")
     assert mail.outbox[0].to == [alice.email]
+
+
+def test_it_emails_nobody_who_has_left_the_organization(usage_request, org_a, alice, bob_membership, carol):
+    with tenant_context(org_a):
+        usage_request.reference.owner = carol
+        usage_request.reference.save()
+        carol_membership = carol.memberships.get()
+        carol_membership.is_active = False
+        carol_membership.save()
+        usage_request_notify(organization=org_a, usage_request_id=usage_request.pk, event="created")
+        bob_membership.is_active = False
+        bob_membership.save()
+        assert usage_request_notify(organization=org_a, usage_request_id=usage_request.pk, event="cancelled") == (
+            "nobody"
+        )
+    assert [m.to for m in mail.outbox] == [[alice.email]]  # the owner left: the admins hear of it
