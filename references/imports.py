@@ -33,7 +33,7 @@ from django.utils.translation import gettext as _
 from refmgr.audit.services import record
 from refmgr.common.exceptions import ApplicationError
 from refmgr.tenancy.admin import FORMULA_PREFIXES, csv_safe
-from refmgr.tenancy.context import get_current_organization
+from refmgr.tenancy.context import assert_current_organization
 from refmgr.tenancy.models import Organization
 
 from . import services
@@ -259,8 +259,7 @@ def import_run(
     when every row is valid, or, with ``valid_only=True``, the valid rows
     are; otherwise nothing is. One transaction either way.
     """
-    if get_current_organization().pk != organization.pk:
-        raise ValueError("import_run() must run inside the organization it imports into")
+    assert_current_organization(organization)
     apply_row = _APPLY[parsed.kind]
     report = ImportReport(kind=parsed.kind, rows=[])
     seen: dict[str, int] = {}
@@ -476,8 +475,7 @@ def export_rows(*, organization: Organization, kind: str) -> Iterator[list[str]]
     The export reads the same columns the import takes, so a file can go out,
     be edited and come back. Every cell goes through ``csv_safe``.
     """
-    if get_current_organization().pk != organization.pk:
-        raise ValueError("export_rows() must run inside the organization it exports")
+    assert_current_organization(organization)
     yield list(COLUMNS[kind])
     if kind == "accounts":
         rows: Iterator[tuple[Any, ...]] = Account.objects.order_by("name").values_list(*COLUMNS["accounts"]).iterator()

@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 
 from refmgr.audit.services import record
 from refmgr.common.exceptions import ApplicationError
-from refmgr.tenancy.context import get_current_organization
+from refmgr.tenancy.context import assert_current_organization
 from refmgr.tenancy.models import Organization
 
 from . import imports, incentives
@@ -117,8 +117,7 @@ def incentive_import_run(
     *, organization: Organization, actor: AbstractBaseUser, parsed: ParsedFile, commit: bool, valid_only: bool = False
 ) -> ImportReport:
     """Validate every row by recording it, then commit or roll back the whole file (one transaction)."""
-    if get_current_organization().pk != organization.pk:
-        raise ValueError("incentive_import_run() must run inside the organization it imports into")
+    assert_current_organization(organization)
     report = ImportReport(kind=KIND, rows=[])
     with transaction.atomic():
         for number, values, problems in parsed.rows:

@@ -11,7 +11,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from refmgr.common.exceptions import TransientError
-from refmgr.tenancy.context import get_current_organization
+from refmgr.tenancy.context import assert_current_organization
 from refmgr.tenancy.models import Membership, Organization, Role
 
 from .models import NotificationStatus, UsageNotification, UsageRequest
@@ -51,8 +51,7 @@ def _recipients(usage_request: UsageRequest, event: str) -> list[str]:
 
 def usage_request_notify(*, organization: Organization, usage_request_id: int, event: str) -> str:
     """Send one notification at most once; returns what happened (sent, duplicate, nobody, gone)."""
-    if get_current_organization().pk != organization.pk:
-        raise ValueError("The organization passed does not match the current organization context")
+    assert_current_organization(organization)
     if event not in EVENTS:
         raise ValueError(f"unknown event {event!r}")
     usage_request = (

@@ -410,6 +410,20 @@ class UsageRequestViewSet(ReferencesApiMixin, mixins.ListModelMixin, mixins.Retr
         )
         return self._output(usage_request, status.HTTP_201_CREATED)
 
+    def _decide(self, request: Request, decide: Any) -> Response:
+        """A reference manager's approval or decline, with its optional or required reason."""
+        self.require_role(*MANAGERS)
+        usage_request = self.get_object()
+        data = DecisionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        decide(
+            organization=self.organization,
+            usage_request=usage_request,
+            actor=request.user,
+            reason=data.validated_data["reason"],
+        )
+        return self._output(usage_request)
+
     @extend_schema(
         summary="Approve a pending request (reference managers)",
         tags=["usage-requests"],
@@ -419,17 +433,7 @@ class UsageRequestViewSet(ReferencesApiMixin, mixins.ListModelMixin, mixins.Retr
     )
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
-        self.require_role(*MANAGERS)
-        usage_request = self.get_object()
-        data = DecisionInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        services.usage_request_approve(
-            organization=self.organization,
-            usage_request=usage_request,
-            actor=request.user,
-            reason=data.validated_data["reason"],
-        )
-        return self._output(usage_request)
+        return self._decide(request, services.usage_request_approve)
 
     @extend_schema(
         summary="Decline a pending request with a reason (reference managers)",
@@ -439,17 +443,7 @@ class UsageRequestViewSet(ReferencesApiMixin, mixins.ListModelMixin, mixins.Retr
     )
     @action(detail=True, methods=["post"])
     def decline(self, request: Request, pk: str | None = None) -> Response:
-        self.require_role(*MANAGERS)
-        usage_request = self.get_object()
-        data = DecisionInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        services.usage_request_decline(
-            organization=self.organization,
-            usage_request=usage_request,
-            actor=request.user,
-            reason=data.validated_data["reason"],
-        )
-        return self._output(usage_request)
+        return self._decide(request, services.usage_request_decline)
 
     @extend_schema(
         summary="Record the outcome of an approved use (the requesting salesperson)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from refmgr.tenancy.context import get_current_organization
+from refmgr.tenancy.context import assert_current_organization
 from refmgr.tenancy.models import Organization
 
 from .models import AuditEvent
@@ -12,6 +12,5 @@ from .models import AuditEvent
 
 def audit_event_list(*, organization: Organization) -> QuerySet[AuditEvent]:
     """The organization's audit events, newest first."""
-    if get_current_organization().pk != organization.pk:
-        raise ValueError("The organization passed does not match the current organization context")
+    assert_current_organization(organization)
     return AuditEvent.objects.select_related("actor").order_by("-created_at", "-id")
