@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework.routers import DefaultRouter
 
+from privacy.api.views import PrivacyPolicyViewSet
 from references.api.incentives import IncentiveViewSet, ReviewFlagViewSet
 from references.api.views import AccountViewSet, ContactViewSet, ReferenceViewSet, UsageRequestViewSet
 from refmgr.audit.api import AuditEventViewSet
@@ -19,5 +20,6 @@ router.register("references", ReferenceViewSet, basename="reference")
 router.register("usage-requests", UsageRequestViewSet, basename="usage-request")
 router.register("incentives", IncentiveViewSet, basename="incentive")
 router.register("review-flags", ReviewFlagViewSet, basename="review-flag")
+router.register("privacy-policies", PrivacyPolicyViewSet, basename="privacy-policy")
 
 urlpatterns = router.urls
