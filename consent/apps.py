@@ -1,8 +1,22 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
 
 
 class ConsentConfig(AppConfig):
     name = "consent"
     verbose_name = "Consent"
+
+    def ready(self) -> None:
+        from references.signals import reference_material_changed
+
+        reference_material_changed.connect(_material_changed, dispatch_uid="consent.material_changed")
+
+
+def _material_changed(*, organization: Any, reference: Any, scope: str, actor: Any, **_: Any) -> None:
+    """New wording of a quote, case study or logo voids the consent given to the old one."""
+    from .services import consent_material_changed
+
+    consent_material_changed(organization=organization, reference=reference, scope=scope, actor=actor)

@@ -1,3 +1,187 @@
-"""Reads of the consent app that pages and the API share."""
+"""Reads of the consent app that pages, the API and tasks share."""
 
 from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from references.models import Contact
+from refmgr.tenancy.context import assert_current_organization, cross_organization
+from refmgr.tenancy.models import Organization
+
+from .models import (
+    ConsentEvent,
+    ConsentLink,
+    ConsentMessage,
+    ConsentRequest,
+    ConsentRequestStatus,
+    ConsentSettings,
+    ConsentState,
+    ConsentStatus,
+    MessageStatus,
+    Party,
+    TakedownStatus,
+    TakedownTask,
+)
+
+TOKEN_SEPARATOR = "."  # noqa: S105  (a separator, not a secret)
+
+
+def consent_settings_get(*, organization: Organization) -> ConsentSettings:
+    """The organization's consent rules; the defaults until an admin changes them."""
+    assert_current_organization(organization)
+    found = ConsentSettings.objects.first()
+    return found if found is not None else ConsentSettings(organization=organization)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- The customer's link ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkLookup:
+    """The link a token stands for, or why it cannot be used (never which organization it was)."""
+
+    link: ConsentLink | None = None
+    problem: str = ""  # "unknown", "expired", "superseded"
+
+    @property
+    def organization(self) -> Organization | None:
+        return self.link.organization if self.link is not None else None
+
+
+def consent_link_lookup(*, token: str, now: datetime | None = None) -> LinkLookup:
+    """Find the link behind ``token`` (``<organization id>.<secret>``), outside any organization.
+
+    The organization id in the token only says where to look; the secret's
+    hash must match a link of that organization. Every failure looks the
+    same to the caller's page.
+    """
+    organization_part, _, secret = token.partition(TOKEN_SEPARATOR)
+    if not organization_part.isdigit() or len(secret) < 43 or len(token) > 200:
+        return LinkLookup(problem="unknown")
+    with cross_organization("consent link lookup by its secret's hash"):
+        link = (
+            ConsentLink.all_tenants.select_related("organization", "contact__account", "consent_request__reference")
+            .filter(organization_id=int(organization_part), token_hash=token_hash(token), organization__is_active=True)
+            .first()
+        )
+    if link is None:
+        return LinkLookup(problem="unknown")
+    if link.expires_at <= (now or timezone.now()):
+        return LinkLookup(problem="expired")
+    request = link.consent_request
+    if request is not None and request.status in (ConsentRequestStatus.SUPERSEDED, ConsentRequestStatus.CANCELLED):
+        return LinkLookup(problem="superseded")
+    return LinkLookup(link=link)
+
+
+def consent_states_revocable_by(*, organization: Organization, contact: Contact) -> QuerySet[ConsentState]:
+    """The current grants this person may withdraw: their own, and their company's if they sign for it."""
+    assert_current_organization(organization)
+    mine = Q(contact=contact)
+    if contact.is_authorised_signatory:
+        mine |= Q(party=Party.COMPANY, reference__account_id=contact.account_id)
+    return (
+        ConsentState.objects.filter(mine, status=ConsentStatus.GRANTED, valid_until__gt=timezone.now())
+        .select_related("reference__account", "contact")
+        .order_by("reference__title", "scope", "party")
+    )
+
+
+# --- Managers' lists --------------------------------------------------------------------
+
+
+def consent_request_list(
+    *, organization: Organization, status: str = "", reference_id: int | None = None
+) -> QuerySet[ConsentRequest]:
+    assert_current_organization(organization)
+    requests = ConsentRequest.objects.select_related("reference__account", "contact", "requested_by")
+    if status:
+        requests = requests.filter(status=status)
+    if reference_id is not None:
+        requests = requests.filter(reference_id=reference_id)
+    return requests.order_by("-created_at", "-id")
+
+
+def consent_state_list(
+    *, organization: Organization, reference_id: int | None = None, status: str = ""
+) -> QuerySet[ConsentState]:
+    assert_current_organization(organization)
+    states = ConsentState.objects.select_related("reference__account", "contact")
+    if reference_id is not None:
+        states = states.filter(reference_id=reference_id)
+    if status:
+        states = states.filter(status=status)
+    return states.order_by("reference__title", "scope", "party")
+
+
+def consent_states_lapsing(
+    *, organization: Organization, within_days: int, now: datetime | None = None
+) -> QuerySet[ConsentState]:
+    """Granted consents that end within ``within_days``, soonest first."""
+    assert_current_organization(organization)
+    now = now or timezone.now()
+    return (
+        ConsentState.objects.filter(
+            status=ConsentStatus.GRANTED, valid_until__gt=now, valid_until__lte=now + timedelta(days=within_days)
+        )
+        .select_related("reference__account", "contact")
+        .order_by("valid_until", "id")
+    )
+
+
+def consent_event_list(
+    *,
+    organization: Organization,
+    kind: str = "",
+    scope: str = "",
+    reference_id: int | None = None,
+    contact_id: int | None = None,
+) -> QuerySet[ConsentEvent]:
+    """The ledger, newest first, with what its pages and exports show."""
+    assert_current_organization(organization)
+    events = ConsentEvent.objects.select_related("reference", "contact", "actor")
+    if kind:
+        events = events.filter(kind=kind)
+    if scope:
+        events = events.filter(scope=scope)
+    if reference_id is not None:
+        events = events.filter(reference_id=reference_id)
+    if contact_id is not None:
+        events = events.filter(contact_id=contact_id)
+    return events.order_by("-sequence")
+
+
+def takedown_task_list(*, organization: Organization, status: str = TakedownStatus.OPEN) -> QuerySet[TakedownTask]:
+    assert_current_organization(organization)
+    tasks = TakedownTask.objects.select_related("reference__account", "usage_request__requested_by", "assigned_to")
+    if status:
+        tasks = tasks.filter(status=status)
+    return tasks.order_by("due_on", "id")
+
+
+def consent_messages_pending(*, organization: Organization, older_than: timedelta) -> list[int]:
+    """Outbox rows still waiting after ``older_than`` (their task was lost, or the broker was down)."""
+    assert_current_organization(organization)
+    cutoff = timezone.now() - older_than
+    return list(
+        ConsentMessage.objects.filter(status=MessageStatus.PENDING, created_at__lte=cutoff)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:500]
+    )
+
+
+def consent_messages_interrupted(*, organization: Organization, older_than: timedelta) -> QuerySet[ConsentMessage]:
+    """Rows claimed for sending that never recorded the result: maybe sent, so reported, never resent."""
+    assert_current_organization(organization)
+    return ConsentMessage.objects.filter(
+        status=MessageStatus.SENDING, claimed_at__lte=timezone.now() - older_than
+    ).order_by("claimed_at")

@@ -447,12 +447,50 @@ def reference_contact_visible(*, organization: Organization, user: Any, referenc
     ).exists()
 
 
-def usage_event_list(*, organization: Organization, reference: Reference | None = None) -> QuerySet[Any]:
-    """The usage ledger, newest first; one reference's or the whole organization's."""
+def usage_event_list(
+    *, organization: Organization, reference: Reference | None = None, contact: Contact | None = None
+) -> QuerySet[Any]:
+    """The usage ledger, newest first; one reference's, one person's, or the whole organization's."""
     from .models import UsageEvent
 
     _assert_current(organization)
     events = UsageEvent.objects.select_related("reference", "contact", "usage_request")
     if reference is not None:
         events = events.filter(reference=reference)
+    if contact is not None:
+        events = events.filter(contact=contact)
     return events.order_by("-created_at", "-id")
+
+
+# Scopes whose material the customer approves word for word (or file for file).
+MATERIAL_KINDS = {Scope.QUOTE: "quote", Scope.CASE_STUDY: "case_study", Scope.LOGO: "logo"}
+
+
+@dataclass(frozen=True)
+class ScopeMaterial:
+    """What a customer is shown and approves for one scope of a reference."""
+
+    text: str
+    fingerprint: str
+
+
+def reference_material(*, organization: Organization, reference: Reference, scope: str) -> ScopeMaterial:
+    """The exact text (and file identity) behind a quote, case study or logo; empty for other scopes.
+
+    The fingerprint changes whenever any of it changes, so a consent can name
+    precisely what the customer saw.
+    """
+    import hashlib
+
+    from .models import ReferenceAsset
+
+    _assert_current(organization)
+    kind = MATERIAL_KINDS.get(Scope(scope)) if scope in Scope.values else None
+    if kind is None:
+        return ScopeMaterial(text="", fingerprint="")
+    assets = list(
+        ReferenceAsset.objects.filter(reference=reference, kind=kind).order_by("id").values_list("text", "file", "url")
+    )
+    text = "\n\n".join(t.strip() for t, _, _ in assets if t.strip())
+    identity = "\x1e".join(f"{t}\x1f{f}\x1f{u}" for t, f, u in assets)
+    return ScopeMaterial(text=text, fingerprint=hashlib.sha256(identity.encode()).hexdigest() if assets else "")

@@ -23,6 +23,7 @@ from .models import (
     Contact,
     HoldKind,
     Outcome,
+    Publication,
     Reference,
     ReferenceHold,
     ReferenceScopeGrant,
@@ -78,6 +79,71 @@ def reference_scope_withdraw(*, organization: Organization, reference: Reference
             details={"scope": scope, "source": source},
         )
     return bool(deleted)
+
+
+def reference_scope_grants_lapse(*, organization: Organization, now: datetime | None = None) -> int:
+    """Drop every grant whose time has passed, in one statement (the nightly expiry sweep's verdict).
+
+    Usability already ignores a grant past its date; this keeps the table to
+    what is current, so the catalogue's filter stays small.
+    """
+    _assert_current(organization)
+    now = now or timezone.now()
+    with transaction.atomic():
+        deleted, _ = ReferenceScopeGrant.objects.filter(granted_until__lte=now).delete()
+        if deleted:
+            record(
+                organization=organization,
+                actor=None,
+                action="reference.scope_grants_lapsed",
+                details={"count": deleted, "at": now.isoformat()},
+            )
+    return deleted
+
+
+@transaction.atomic
+def reference_publication_set(
+    *, organization: Organization, reference: Reference, publication: str, source: str
+) -> bool:
+    """Apply the customer's choice of attributed, anonymised or internal-only use. Returns whether it changed."""
+    _assert_current(organization)
+    if publication not in Publication.values:
+        raise ApplicationError("Choose how the reference may be published.", field="publication")
+    updated = (
+        Reference.objects.filter(pk=reference.pk)
+        .exclude(publication=publication)
+        .update(publication=publication, updated_at=timezone.now())
+    )
+    if updated:
+        record(
+            organization=organization,
+            actor=None,
+            action="reference.publication_set",
+            target=reference,
+            details={"publication": publication, "source": source},
+        )
+    return bool(updated)
+
+
+@transaction.atomic
+def contact_requests_pause(*, organization: Organization, contact: Contact, paused: bool, source: str) -> bool:
+    """The person's own switch: no usage or consent requests while paused. Returns whether it changed."""
+    _assert_current(organization)
+    updated = (
+        Contact.objects.filter(pk=contact.pk)
+        .exclude(requests_paused=paused)
+        .update(requests_paused=paused, updated_at=timezone.now())
+    )
+    if updated:
+        contact.requests_paused = paused
+        record(
+            organization=organization,
+            actor=None,
+            action="contact.requests_paused" if paused else "contact.requests_resumed",
+            target=contact,
+            details={"source": source},
+        )
+    return bool(updated)
 
 
 @transaction.atomic
@@ -805,6 +871,7 @@ def reference_asset_create(
         target=asset,
         details={"reference": reference.pk, "kind": kind, "text_hash": asset.text_hash if text else ""},
     )
+    _material_changed(organization=organization, reference=reference, kind=kind, actor=actor)
     return asset
 
 
@@ -850,6 +917,7 @@ def reference_asset_update(
         reference_scope_withdraw(
             organization=organization, reference=asset.reference, scope=scope, source=f"asset:{asset.pk}:changed"
         )
+        _material_changed(organization=organization, reference=asset.reference, kind=asset.kind, actor=actor)
     return asset
 
 
@@ -868,8 +936,23 @@ def reference_asset_delete(
         target=asset.reference,
         details={"asset": asset.pk, "kind": asset.kind, "title": asset.title},
     )
+    reference, kind = asset.reference, asset.kind
     asset.delete()
     _asset_file_delete_on_commit(file_name)
+    _material_changed(organization=organization, reference=reference, kind=kind, actor=actor)
+
+
+def _material_changed(
+    *, organization: Organization, reference: Reference, kind: str, actor: AbstractBaseUser | None
+) -> None:
+    """Tell listeners (consent) that what a customer approved for a scope is no longer what we hold."""
+    from .signals import reference_material_changed
+
+    scope = _ASSET_SCOPES.get(AssetKind(kind))
+    if scope is not None:
+        reference_material_changed.send(
+            sender=Reference, organization=organization, reference=reference, scope=str(scope), actor=actor
+        )
 
 
 def _asset_file_delete_on_commit(name: str) -> None:

@@ -23,6 +23,7 @@ urlpatterns = [
     path("favicon.ico", tenancy_views.favicon),
     path("accounts/", include("refmgr.tenancy.account_urls")),
     path("invite/<str:token>/", tenancy_views.invitation_accept, name="invitation_accept"),
+    path("consent/", include("consent.public_urls")),
     path("o/<slug:organization_slug>/", include(organization_patterns)),
     path("api/v1/", include("refmgr.api_router")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
