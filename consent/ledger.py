@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +73,19 @@ def _head_locked(organization: Organization) -> ConsentLedgerHead:
     return ConsentLedgerHead.objects.select_for_update().get()
 
 
+def ledger_lock(*, organization: Organization) -> None:
+    """Take the organization's ledger lock until the end of the caller's transaction.
+
+    A sweep that decides *what* to append from a read (the due rows) must
+    hold it before that read; otherwise two sweeps read the same rows and
+    both append them, one after the other.
+    """
+    assert_current_organization(organization)
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("ledger_lock() must run inside a transaction")
+    _head_locked(organization)
+
+
 def ledger_append(
     *, organization: Organization, events: Iterable[ConsentEvent], now: datetime | None = None
 ) -> list[ConsentEvent]:
@@ -115,13 +128,23 @@ class LedgerVerdict:
         return self.broken_at is None and not self.problem
 
 
-def ledger_verify(*, organization: Organization, chunk_size: int = 5000) -> LedgerVerdict:
-    """Recompute the organization's chain from the first event; stop at the first broken link."""
+Progress = Callable[[int], None]
+
+
+def ledger_verify(
+    *, organization: Organization, chunk_size: int = 5000, progress: Progress | None = None
+) -> LedgerVerdict:
+    """Recompute the organization's chain from the first event; stop at the first broken link.
+
+    ``progress`` is called with the count so far after every ``chunk_size`` events (long runs).
+    """
     assert_current_organization(organization)
     verdict = LedgerVerdict()
     expected_previous, expected_sequence = GENESIS_HASH, 1
     for event in ConsentEvent.objects.order_by("sequence").iterator(chunk_size=chunk_size):
         verdict.checked += 1
+        if progress is not None and verdict.checked % chunk_size == 0:
+            progress(verdict.checked)
         if event.sequence != expected_sequence:
             verdict.broken_at, verdict.problem = event.sequence, f"expected event #{expected_sequence} next"
             return verdict
@@ -270,14 +293,20 @@ class StateComparison:
         return not (self.missing or self.unexpected or self.different)
 
 
-def _ledger_events(chunk_size: int) -> Iterator[ConsentEvent]:
-    return ConsentEvent.objects.filter(kind__in=STATE_KINDS).order_by("sequence").iterator(chunk_size=chunk_size)
+def _ledger_events(chunk_size: int, progress: Progress | None = None) -> Iterator[ConsentEvent]:
+    events = ConsentEvent.objects.filter(kind__in=STATE_KINDS).order_by("sequence").iterator(chunk_size=chunk_size)
+    for count, event in enumerate(events, start=1):
+        if progress is not None and count % chunk_size == 0:
+            progress(count)
+        yield event
 
 
-def states_compare(*, organization: Organization, chunk_size: int = 5000) -> tuple[StateComparison, dict]:
+def states_compare(
+    *, organization: Organization, chunk_size: int = 5000, progress: Progress | None = None
+) -> tuple[StateComparison, dict]:
     """Rebuild every state from the ledger and compare it with the materialised table."""
     assert_current_organization(organization)
-    rebuilt = states_from_ledger(_ledger_events(chunk_size))
+    rebuilt = states_from_ledger(_ledger_events(chunk_size, progress))
     stored = {
         (state.reference_id, state.scope, state.party): StateValues.of(state)
         for state in ConsentState.objects.all().iterator(chunk_size=chunk_size)

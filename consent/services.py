@@ -993,6 +993,9 @@ def consent_expire_lapsed(*, organization: Organization, now: datetime | None = 
     """Mark every granted consent whose end has passed as expired, and make its scope unusable."""
     assert_current_organization(organization)
     now = now or timezone.now()
+    # Lock the ledger before reading what is due: a second sweep (duplicate beat, two workers)
+    # then waits, and its read sees this one's committed rows as expired instead of expiring them again.
+    ledger.ledger_lock(organization=organization)
     expired = 0
     while True:
         due = list(
