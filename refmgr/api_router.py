@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework.routers import DefaultRouter
 
+from consent.api.views import ConsentEventViewSet, ConsentRequestViewSet, ConsentStateViewSet
 from privacy.api.views import PrivacyPolicyViewSet
 from references.api.incentives import IncentiveViewSet, ReviewFlagViewSet
 from references.api.views import AccountViewSet, ContactViewSet, ReferenceViewSet, UsageRequestViewSet
@@ -21,5 +22,8 @@ router.register("usage-requests", UsageRequestViewSet, basename="usage-request")
 router.register("incentives", IncentiveViewSet, basename="incentive")
 router.register("review-flags", ReviewFlagViewSet, basename="review-flag")
 router.register("privacy-policies", PrivacyPolicyViewSet, basename="privacy-policy")
+router.register("consent-requests", ConsentRequestViewSet, basename="consent-request")
+router.register("consent-events", ConsentEventViewSet, basename="consent-event")
+router.register("consent-states", ConsentStateViewSet, basename="consent-state")
 
 urlpatterns = router.urls
