@@ -350,3 +350,4 @@ ADMINS = [("Admin", email) for email in env_list("ADMIN_EMAILS", [])]
 SITE_NAME = "refmgr"
 # Absolute links in emails (invitations, later consent links) start with this.
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
+RATELIMIT_PUBLIC = env_str("RATELIMIT_PUBLIC", "60/m")  # per address on public pages; "" turns it off
