@@ -265,6 +265,23 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=2, minute=30),
         "kwargs": {"task_name": "references.tasks.review_flags_sweep"},
     },
+    # Consent: expire lapsed grants first, then remind about the ones ending soon (so nothing
+    # expired tonight is reminded), and relay the outbox every minute (emails whose task was lost).
+    "consent-expiry-sweep": {
+        "task": "refmgr.tenancy.tasks.fan_out",
+        "schedule": crontab(hour=1, minute=15),
+        "kwargs": {"task_name": "consent.tasks.consent_expiry_sweep"},
+    },
+    "consent-reminders-sweep": {
+        "task": "refmgr.tenancy.tasks.fan_out",
+        "schedule": crontab(hour=1, minute=45),
+        "kwargs": {"task_name": "consent.tasks.consent_reminders_sweep"},
+    },
+    "consent-outbox-dispatch": {
+        "task": "refmgr.tenancy.tasks.fan_out",
+        "schedule": timedelta(minutes=1),
+        "kwargs": {"task_name": "consent.tasks.consent_outbox_dispatch"},
+    },
 }
 
 # --- REST framework ---------------------------------------------------------------
