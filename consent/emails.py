@@ -37,9 +37,20 @@ def _managers(organization: Organization) -> list[str]:
 
 
 def _render(name: str, context: dict, to: list[str]) -> EmailMultiAlternatives:
-    subject = " ".join(render_to_string(f"consent/email/{name}_subject.txt", context).split())
+    """Text and HTML parts from the same context; the HTML is self-contained (no images, no CDN)."""
+    # One line, no header injection, and short enough for every mail client's list view.
+    subject = " ".join(render_to_string(f"consent/email/{name}_subject.txt", context).split())[:150]
     body = render_to_string(f"consent/email/{name}.txt", context)
-    return EmailMultiAlternatives(subject=subject, body=body, to=to)
+    email = EmailMultiAlternatives(
+        subject=subject,
+        body=body,
+        to=to,
+        # Stops out-of-office replies coming back to the no-reply sender (RFC 3834).
+        headers={"Auto-Submitted": "auto-generated"},
+    )
+    html = render_to_string(f"consent/email/{name}.html", {**context, "subject": subject})
+    email.attach_alternative(html, "text/html")
+    return email
 
 
 def message_email_build(*, organization: Organization, message: ConsentMessage) -> EmailMultiAlternatives | None:
@@ -69,6 +80,8 @@ def message_email_build(*, organization: Organization, message: ConsentMessage) 
             state = message.state
             if state is None or state.status != ConsentStatus.GRANTED or state.valid_until != message.cycle_until:
                 return None  # renewed, revoked or expired since it was queued
+            if contact.requests_paused:
+                return None  # paused all requests since it was queued: a reminder asks, so it waits too
             consent_request = consent_renewal_request(organization=organization, state=state)
             context["state"] = state
         elif message.kind == MessageKind.CONSENT_REQUEST:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from kombu.exceptions import OperationalError as KombuOperationalError
+
 from refmgr.common.exceptions import TransientError
 from refmgr.tenancy.context import get_current_organization
 from refmgr.tenancy.tasks import tenant_task
@@ -24,14 +26,25 @@ def consent_message_send(*, organization_id: int, message_id: int) -> str:
 
 @tenant_task(name="consent.tasks.consent_outbox_dispatch")
 def consent_outbox_dispatch(*, organization_id: int) -> int:
-    """Re-enqueue outbox rows whose task never ran (the broker was down at commit); report stuck ones."""
+    """Re-enqueue outbox rows whose task never ran (the broker was down at commit); report stuck ones.
+
+    Returns how many were enqueued. Sending claims each row first, so enqueueing one whose task
+    is merely slow is harmless: the later of the two finds it taken.
+    """
     from .delivery import consent_outbox_stuck
     from .selectors import consent_messages_pending
 
     organization = get_current_organization()
     pending = consent_messages_pending(organization=organization, older_than=timedelta(minutes=1))
+    enqueued = 0
     for message_id in pending:
-        consent_message_send.delay(organization_id=organization_id, message_id=message_id)
+        try:
+            consent_message_send.delay(organization_id=organization_id, message_id=message_id)
+        except (OSError, KombuOperationalError) as exc:
+            # Still no broker: the rows stay pending and the next run (a minute later) tries again.
+            logger.warning("consent outbox: broker unavailable, %s email(s) wait: %s", len(pending) - enqueued, exc)
+            break
+        enqueued += 1
     stuck = consent_outbox_stuck(organization=organization)
     if stuck:
         logger.warning(
@@ -40,7 +53,7 @@ def consent_outbox_dispatch(*, organization_id: int) -> int:
             stuck,
             organization_id,
         )
-    return len(pending)
+    return enqueued
 
 
 @tenant_task(name="consent.tasks.consent_expiry_sweep")
