@@ -185,3 +185,50 @@ def consent_messages_interrupted(*, organization: Organization, older_than: time
     return ConsentMessage.objects.filter(
         status=MessageStatus.SENDING, claimed_at__lte=timezone.now() - older_than
     ).order_by("claimed_at")
+
+
+@dataclass
+class UsabilityComparison:
+    """Where references' ``ReferenceScopeGrant`` disagrees with the consent states: (reference, scope) pairs."""
+
+    missing: list[tuple[int, str]]
+    unexpected: list[tuple[int, str]]
+    different: list[tuple[int, str]]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.different)
+
+
+def consent_usability_compare(*, organization: Organization, now: datetime | None = None) -> UsabilityComparison:
+    """Check that a scope is granted in references exactly while every grant it needs is current.
+
+    Expected: usable until the earliest end among the required parties' current
+    grants. Grants already past their date are left to the expiry sweep (usability
+    ignores them), so they are neither expected nor reported.
+    """
+    from references.models import ReferenceScopeGrant
+
+    from .models import required_parties
+
+    assert_current_organization(organization)
+    now = now or timezone.now()
+    current: dict[tuple[int, str], dict[str, datetime]] = {}
+    for reference_id, scope, party, valid_until in ConsentState.objects.filter(
+        status=ConsentStatus.GRANTED, valid_until__gt=now
+    ).values_list("reference_id", "scope", "party", "valid_until"):
+        current.setdefault((reference_id, scope), {})[party] = valid_until
+    expected = {
+        key: min(parties.values()) for key, parties in current.items() if required_parties(key[1]) <= parties.keys()
+    }
+    actual = {
+        (reference_id, scope): until
+        for reference_id, scope, until in ReferenceScopeGrant.objects.filter(granted_until__gt=now).values_list(
+            "reference_id", "scope", "granted_until"
+        )
+    }
+    return UsabilityComparison(
+        missing=sorted(key for key in expected if key not in actual),
+        unexpected=sorted(key for key in actual if key not in expected),
+        different=sorted(key for key in expected if key in actual and actual[key] != expected[key]),
+    )

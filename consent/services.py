@@ -1224,3 +1224,73 @@ def consent_settings_update(*, organization: Organization, actor: AbstractBaseUs
     if changed:
         record(organization=organization, actor=actor, action="consent.settings_changed", details=changed)
     return settings
+
+
+# --- Checks and repair ------------------------------------------------------------------------
+
+
+@dataclass
+class StateRepair:
+    created: int = 0
+    deleted: int = 0
+    updated: int = 0
+    usability_synced: int = 0
+
+
+@transaction.atomic
+def consent_states_repair(*, organization: Organization, actor: AbstractBaseUser | None = None) -> StateRepair:
+    """Rewrite ``ConsentState`` from the ledger, and references' grants from the states.
+
+    Holds the ledger lock throughout, so no consent change lands between the
+    rebuild and the rewrite. The ledger is the truth: a state it does not
+    explain is removed, one it explains differently is overwritten.
+    """
+    from .selectors import consent_usability_compare
+
+    assert_current_organization(organization)
+    ledger.ledger_lock(organization=organization)
+    comparison, rebuilt = ledger.states_compare(organization=organization)
+    result = StateRepair()
+    touched: set[tuple[int, str]] = set()
+    if comparison.unexpected:
+        for reference_id, scope, party in comparison.unexpected:
+            ConsentState.objects.filter(reference_id=reference_id, scope=scope, party=party).delete()
+            touched.add((reference_id, scope))
+        result.deleted = len(comparison.unexpected)
+    ConsentState.objects.bulk_create(
+        [
+            ConsentState(
+                organization=organization,
+                reference_id=key[0],
+                scope=key[1],
+                party=key[2],
+                **{name: getattr(rebuilt[key], name) for name in ledger.STATE_FIELDS},
+            )
+            for key in comparison.missing
+        ]
+    )
+    result.created = len(comparison.missing)
+    for key in comparison.different:
+        ConsentState.objects.filter(reference_id=key[0], scope=key[1], party=key[2]).update(
+            **{name: getattr(rebuilt[key], name) for name in ledger.STATE_FIELDS}, updated_at=timezone.now()
+        )
+    result.updated = len(comparison.different)
+    touched |= {(key[0], key[1]) for key in (*comparison.missing, *comparison.different)}
+    now = timezone.now()
+    usability = consent_usability_compare(organization=organization, now=now)
+    touched |= {*usability.missing, *usability.unexpected, *usability.different}
+    _sync_usability(organization, touched, now)
+    result.usability_synced = len(touched)
+    if touched or result.deleted:
+        record(
+            organization=organization,
+            actor=actor,
+            action="consent.states_repaired",
+            details={
+                "created": result.created,
+                "deleted": result.deleted,
+                "updated": result.updated,
+                "usability_synced": result.usability_synced,
+            },
+        )
+    return result
