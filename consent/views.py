@@ -611,7 +611,8 @@ def takedown_detail(request: HttpRequest, organization_slug: str, task_id: int) 
         task_id,
     )
     action = request.POST.get("action", "") if request.method == "POST" else ""
-    close_form = TakedownCloseForm(request.POST if action == "close" else None, request.FILES or None)
+    # Only the submitted form is bound, so the other one shows no errors.
+    close_form = TakedownCloseForm(*((request.POST, request.FILES) if action == "close" else ()))
     assign_form = TakedownAssignForm(
         request.POST if action == "assign" else None, initial={"assigned_to": task.assigned_to_id}
     )
