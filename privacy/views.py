@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from refmgr.common.exceptions import ApplicationError
+from refmgr.common.ratelimit import ratelimit_public
 from refmgr.tenancy.middleware import organization_public
 from refmgr.tenancy.models import Organization, Role
 from refmgr.tenancy.permissions import role_required
@@ -40,6 +41,7 @@ def _organization(request: HttpRequest) -> Organization:
 
 
 @organization_public
+@ratelimit_public("privacy")
 @require_GET
 def policy(request: HttpRequest, organization_slug: str) -> HttpResponse:
     """The policy in force today, and every published version (upcoming ones marked as such)."""
@@ -52,6 +54,7 @@ def policy(request: HttpRequest, organization_slug: str) -> HttpResponse:
 
 
 @organization_public
+@ratelimit_public("privacy")
 @require_GET
 def policy_version(request: HttpRequest, organization_slug: str, version: int) -> HttpResponse:
     """One published version; drafts and unknown numbers are a 404, as for a stranger."""
