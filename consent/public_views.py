@@ -10,8 +10,9 @@ No account and no login: the token in the link is the credential. So:
   second submission of the same answer a no-op.
 - An unknown, tampered, expired or superseded token gets one page, the same
   text and status for all, naming no organization, and changes nothing.
-- Every response says not to cache, index or leak the address (the token
-  is in it); every endpoint is rate-limited per client address.
+- Every response says not to cache or index the page, nor to send its
+  address (the token is in it) to another site; every endpoint is
+  rate-limited per client address.
 
 The link's organization is known only after the lookup, so the middleware
 runs these views outside any organization; each view enters the link's
@@ -72,8 +73,10 @@ def private_page(view: View) -> View:
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = view(request, *args, **kwargs)
         response["Cache-Control"] = "no-store"
-        # SecurityMiddleware only sets its site-wide policy when a view has set none.
-        response["Referrer-Policy"] = "no-referrer"
+        # The token must never reach another site in a Referer header. Not "no-referrer": under it
+        # Chromium sends "Origin: null" with the page's own form posts, which Django's CSRF check
+        # rightly refuses; "same-origin" keeps the Origin and sends the Referer only to this site.
+        response["Referrer-Policy"] = "same-origin"
         response["X-Robots-Tag"] = "noindex, nofollow"
         return response
 

@@ -119,7 +119,7 @@ def test_it_sends_private_headers(client, org_a) -> None:
     _request, _link, token = ask(case, "quote")
     for response in (client.get(page(token)), client.get(page("1." + "x" * 43)), grant_post(client, token, "quote")):
         assert response["Cache-Control"] == "no-store"
-        assert response["Referrer-Policy"] == "no-referrer"
+        assert response["Referrer-Policy"] == "same-origin"  # never to another site; see public_views
         assert "noindex" in response["X-Robots-Tag"]
 
 
@@ -271,12 +271,14 @@ def test_it_pauses_and_resumes_requests(client, org_a) -> None:
     case = consent_case(org_a)
     _link, token = _manage_link_for(case)
     client.post(f"/consent/{token}/pause/", {"paused": "1"})
-    case.advocate.refresh_from_db()
+    with tenant_context(org_a):  # row-level security: reads happen inside the organization
+        case.advocate.refresh_from_db()
     assert case.advocate.requests_paused
     assert "Resume requests" in client.get(page(token)).content.decode()
     client.post(f"/consent/{token}/pause/", {"paused": "1"})  # twice is still one event
     client.post(f"/consent/{token}/pause/", {"paused": "0"})
-    case.advocate.refresh_from_db()
+    with tenant_context(org_a):
+        case.advocate.refresh_from_db()
     assert not case.advocate.requests_paused
     assert events(case, "paused") == 1
     assert events(case, "resumed") == 1
@@ -417,3 +419,12 @@ def test_the_page_costs_the_same_queries_whatever_it_lists(client, org_a, bob, c
 
 
 _QUERY_COUNTS: dict[int, int] = {}
+
+
+@override_settings(RATELIMIT_PUBLIC="2/m")
+def test_the_privacy_page_is_limited_apart_from_the_consent_page(org_a) -> None:
+    case = consent_case(org_a)
+    _request, _link, token = ask(case, "quote")
+    visitor = Client(REMOTE_ADDR="192.0.2.20")
+    assert [visitor.get("/o/acme/privacy/").status_code for _ in range(3)] == [200, 200, 429]
+    assert visitor.get(page(token)).status_code == 200  # a separate allowance
