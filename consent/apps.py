@@ -14,6 +14,14 @@ class ConsentConfig(AppConfig):
 
         reference_material_changed.connect(_material_changed, dispatch_uid="consent.material_changed")
 
+    def seed_demo(self, *, organization: Any, members: dict[str, Any], stdout: Any) -> None:
+        """``manage.py seed_demo`` hook: months of consent history through the services (idempotent)."""
+        from .demo import seed_consent
+
+        counts = seed_consent(organization=organization, members=members)
+        if counts:
+            stdout.write("  + consent: " + ", ".join(f"{count} {name}" for name, count in sorted(counts.items())))
+
 
 def _material_changed(*, organization: Any, reference: Any, scope: str, actor: Any, **_: Any) -> None:
     """New wording of a quote, case study or logo voids the consent given to the old one."""

@@ -1,4 +1,4 @@
-"""Demo data for the references app: accounts, contacts, references and their usage history.
+"""Demo data for the references app: accounts, contacts, references, and their usage history.
 
 Called by ``manage.py seed_demo`` through ``ReferencesConfig.seed_demo`` for
 each demo organization, inside its context. Rows are written with
@@ -6,6 +6,11 @@ each demo organization, inside its context. Rows are written with
 gets its organization explicitly. Deterministic (``random.Random`` seeded by
 the organization's slug) and idempotent: an organization that already has
 references is left alone.
+
+No scope is made usable here: usability is consent's verdict, so the consent
+demo (``consent/demo.py``, which runs after this one) asks, grants and
+revokes through its services, then calls :func:`seed_usage_history` so that
+salespeople's requests are only for uses the customers agreed to.
 """
 
 from __future__ import annotations
@@ -40,7 +45,6 @@ from .models import (
     ReferenceScopeGrant,
     ReferenceStatus,
     ReviewFlag,
-    Scope,
     SizeBand,
     UsageEvent,
     UsageEventKind,
@@ -110,10 +114,23 @@ def seed_references(
         contacts = _contacts(rng, org, accounts)
         references = _references(rng, org, accounts, contacts, members, count)
         _labels_and_assets(rng, org, references)
-        _grants_and_holds(rng, org, references, now)
-        _usage(rng, org, references, members, now)
+        _holds(org, references)
         _incentives(rng, org, references, members, now)
     return len(references)
+
+
+def seed_usage_history(*, organization: Organization, members: dict[str, Any]) -> int:
+    """Usage requests in every status for scopes usable now; returns how many (idempotent).
+
+    Runs once consent has granted scopes (the consent demo calls it), because
+    a salesperson can only ask for a use the customer agreed to.
+    """
+    if UsageRequest.objects.exists():
+        return 0
+    rng = random.Random(zlib.crc32(f"{organization.slug}:usage".encode()))  # noqa: S311 (demo data)
+    references = list(Reference.objects.select_related("advocate").order_by("id"))
+    with transaction.atomic():
+        return _usage(rng, organization, references, members, timezone.now())
 
 
 def _accounts(rng: random.Random, org: Organization, *, count: int) -> list[Account]:
@@ -153,8 +170,9 @@ def _contacts(rng: random.Random, org: Organization, accounts: list[Account]) ->
                     title=rng.choice(TITLES),
                     email=f"{first.lower()}.{last.lower()}.{account.pk}.{position}@customer.example",
                     phone=f"+44 20 7946 {rng.randint(0, 9999):04d}",
-                    # The first contact of most accounts may sign for the company (logo, name in a list).
-                    is_authorised_signatory=position == 0 and rng.random() < 0.7,
+                    # The first contact of most accounts may sign for the company (logo, name in a list);
+                    # the consent demo asks them for the company's consent.
+                    is_authorised_signatory=position == 0 and rng.random() < 0.8,
                     requests_paused=rng.random() < 0.03,
                 )
             )
@@ -234,45 +252,28 @@ def _labels_and_assets(rng: random.Random, org: Organization, references: list[R
     ReferenceAsset.objects.bulk_create(assets)
 
 
-def _grants_and_holds(rng: random.Random, org: Organization, references: list[Reference], now: Any) -> None:
-    grants, holds = [], []
-    for reference in references:
-        roll = rng.random()
-        if roll < 0.12:
-            continue  # no consent yet: never usable
-        expired = roll < 0.2  # consent lapsed: not usable until renewed
-        scopes = rng.sample(Scope.values, rng.randint(1, 4))
-        if Scope.CALL not in scopes and rng.random() < 0.6:
-            scopes.append(Scope.CALL)
-        for scope in scopes:
-            until = now - timedelta(days=rng.randint(1, 60)) if expired else now + timedelta(days=rng.randint(20, 400))
-            grants.append(
-                ReferenceScopeGrant(
-                    organization=org,
-                    reference=reference,
-                    scope=scope,
-                    granted_until=until,
-                    source=f"demo-consent:{reference.pk}",
-                )
-            )
+def _holds(org: Organization, references: list[Reference]) -> None:
     # Review holds come from real flags (see _incentives), so each one has its place in the queue.
-    for reference, kind, reason in (
-        (references[7], HoldKind.COMPLAINT, "Open complaint about the last reference call."),
-    ):
-        holds.append(
-            ReferenceHold(organization=org, reference=reference, kind=kind, source=f"demo:{kind}", reason=reason)
-        )
-    ReferenceScopeGrant.objects.bulk_create(grants)
-    ReferenceHold.objects.bulk_create(holds)
+    ReferenceHold.objects.bulk_create(
+        [
+            ReferenceHold(
+                organization=org,
+                reference=references[7],
+                kind=HoldKind.COMPLAINT,
+                source=f"demo:{HoldKind.COMPLAINT}",
+                reason="Open complaint about the last reference call.",
+            )
+        ]
+    )
 
 
 def _usage(
     rng: random.Random, org: Organization, references: list[Reference], members: dict[str, Any], now: Any
-) -> None:
+) -> int:
     """Usage requests in every status, with the ledger events the services would have written."""
     sales, manager = members.get(Role.SALES), members.get(Role.REFERENCE_MANAGER) or members.get(Role.ADMIN)
     if sales is None or manager is None:
-        return
+        return 0
     statuses = [
         *[UsageStatus.COMPLETED] * 12,
         *[UsageStatus.APPROVED] * 5,
@@ -347,6 +348,7 @@ def _usage(
                 )
             )
     UsageEvent.objects.bulk_create(events)
+    return len(requests)
 
 
 def _incentives(

@@ -1,4 +1,9 @@
-"""Demo data: a few hundred references per organization, usable scopes, history; idempotent."""
+"""Demo data: a few hundred references per organization, usable scopes, history; idempotent.
+
+Usable scopes and usage history arrive through the consent demo (``consent/demo.py``),
+which runs after this app's; ``tests/consent/test_demo.py`` checks that each grant is
+backed by the ledger. Each ``seed_demo`` takes seconds, so the tests share runs.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,10 @@ def _counts() -> dict[str, int]:
     }
 
 
-def test_it_seeds_references_with_usable_scopes_and_history(db):
+def test_it_seeds_references_with_usable_scopes_history_incentives_and_flags(db):
+    from references.models import FlagStatus, Incentive, IncentiveCondition, ReferenceHold, ReviewFlag
+    from refmgr.tenancy.models import Membership, Role
+
     call_command("seed_demo", "--no-logins", stdout=StringIO())
     organizations = list(Organization.objects.all())
     assert len(organizations) == 3
@@ -33,19 +41,7 @@ def test_it_seeds_references_with_usable_scopes_and_history(db):
             assert UsageEvent.objects.exists()
             assert Reference.objects.filter(holds__released_at=None, holds__isnull=False).exists()
 
-
-def test_it_creates_nothing_the_second_time(db):
-    call_command("seed_demo", "--no-logins", stdout=StringIO())
-    before = _counts()
-    call_command("seed_demo", "--no-logins", stdout=StringIO())
-    assert _counts() == before
-
-
-def test_it_seeds_incentives_and_flags_in_every_state(db):
-    from references.models import FlagStatus, Incentive, IncentiveCondition, ReferenceHold, ReviewFlag
-    from refmgr.tenancy.models import Membership, Role
-
-    call_command("seed_demo", "--no-logins", stdout=StringIO())
+    # Incentives and flags in every state.
     for organization in Organization.objects.all():
         with tenant_context(organization):
             incentives = list(Incentive.objects.all())
@@ -75,16 +71,18 @@ def test_it_seeds_incentives_and_flags_in_every_state(db):
             assert open_sources <= held
 
 
-def test_it_seeds_incentives_and_flags_once(db):
+def test_it_creates_nothing_the_second_time(db):
     from references.incentives import incentive_flag_references
     from references.models import Incentive, ReviewFlag
 
     call_command("seed_demo", "--no-logins", stdout=StringIO())
+    before = _counts()
     counts = (Incentive.all_tenants.count(), ReviewFlag.all_tenants.count())
     call_command("seed_demo", "--no-logins", stdout=StringIO())
+    assert _counts() == before
     assert (Incentive.all_tenants.count(), ReviewFlag.all_tenants.count()) == counts
     for organization in Organization.objects.all():
         with tenant_context(organization):
-            before = ReviewFlag.objects.count()
+            before_flags = ReviewFlag.objects.count()
             assert incentive_flag_references(organization=organization) == 0
-            assert ReviewFlag.objects.count() == before
+            assert ReviewFlag.objects.count() == before_flags
