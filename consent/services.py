@@ -613,7 +613,9 @@ def consent_revoke(
     """
     assert_current_organization(organization)
     now = timezone.now()
-    states = ConsentState.objects.select_for_update().select_related("reference__account")
+    # Lock order everywhere: request rows, then the ledger, then states (an answer takes them so).
+    ledger.ledger_lock(organization=organization)
+    states = ConsentState.objects.select_for_update(of=("self",)).select_related("reference__account")
     states = states.filter(status=ConsentStatus.GRANTED, valid_until__gt=now)
     if state_ids is not None:
         states = states.filter(pk__in=list(state_ids))
@@ -928,6 +930,7 @@ def consent_material_changed(
         ConsentRequest.objects.filter(pk__in=[r.pk for r in stale_requests]).update(
             status=ConsentRequestStatus.SUPERSEDED, updated_at=now
         )
+    ledger.ledger_lock(organization=organization)  # request rows, then the ledger, then states
     states = [
         s
         for s in ConsentState.objects.select_for_update(of=("self",))
