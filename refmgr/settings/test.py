@@ -13,3 +13,6 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 # Serve static files from the apps' folders, without a collectstatic step.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# Every test client comes from 127.0.0.1, so a suite-wide count would trip the
+# public pages' limit by chance; the rate-limit tests set their own.
+RATELIMIT_PUBLIC = ""
