@@ -15,4 +15,4 @@ class ReferencesConfig(AppConfig):
 
         created = seed_references(organization=organization, members=members)
         if created:
-            stdout.write(f"  + {created} references with accounts, contacts, consents and usage history")
+            stdout.write(f"  + {created} references with their accounts and contacts")
