@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from io import StringIO
 
@@ -16,6 +18,32 @@ from refmgr.tenancy.context import tenant_context
 from tests.factories.consent import ask_and_grant, consent_case
 
 pytestmark = pytest.mark.django_db
+
+
+@contextmanager
+def forging() -> Iterator[None]:
+    """Let the test rewrite the ledger as a forger with full database rights would.
+
+    SQLite has no guard; on PostgreSQL only the table's owner can switch the
+    append-only trigger off (test_ledger_pg.py shows the app role cannot), so
+    the test steps out of the app role, disables the trigger, and restores both.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    from django.conf import settings
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # ALTER TABLE refuses pending deferred FK checks
+        cursor.execute("RESET ROLE")
+        cursor.execute("ALTER TABLE consent_consentevent DISABLE TRIGGER append_only")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("ALTER TABLE consent_consentevent ENABLE TRIGGER append_only")
+            cursor.execute(f"SET ROLE {settings.DATABASE_APP_ROLE}")
 
 
 def run(name: str, *args: str) -> tuple[int, str]:
@@ -46,13 +74,12 @@ def test_verify_ledger_reports_every_organization_ok(two_ledgers) -> None:
     assert "borealis:" in out
 
 
-@pytest.mark.skipif(connection.vendor == "postgresql", reason="PostgreSQL refuses the UPDATE (test_ledger_pg.py)")
 def test_verify_ledger_names_the_first_tampered_event(two_ledgers) -> None:
     org_a, _org_b = two_ledgers
     with tenant_context(org_a):
         granted = ConsentEvent.objects.filter(kind="granted").order_by("sequence").first()
-        # Backdating consent, as a forger would: SQLite has no trigger to stop it.
-        with connection.cursor() as cursor:
+        # Backdating consent, as a forger would.
+        with forging(), connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE consent_consentevent SET valid_until = %s WHERE id = %s",
                 [connection.ops.adapt_datetimefield_value(granted.valid_until + timedelta(days=365)), granted.pk],
@@ -67,12 +94,11 @@ def test_verify_ledger_names_the_first_tampered_event(two_ledgers) -> None:
     assert "OK" in out.split("borealis:")[1].splitlines()[0]  # the other organization is still fine
 
 
-@pytest.mark.skipif(connection.vendor == "postgresql", reason="PostgreSQL refuses the DELETE (test_ledger_pg.py)")
 def test_verify_ledger_notices_a_removed_event(two_ledgers) -> None:
     org_a, _org_b = two_ledgers
     with tenant_context(org_a):
         first = ConsentEvent.objects.order_by("sequence").first()
-        with connection.cursor() as cursor:
+        with forging(), connection.cursor() as cursor:
             cursor.execute("DELETE FROM consent_consentevent WHERE id = %s", [first.pk])
 
     code, out = run("verify_ledger", "--organization", "acme")
