@@ -10,9 +10,10 @@ class ConsentConfig(AppConfig):
     verbose_name = "Consent"
 
     def ready(self) -> None:
-        from references.signals import reference_material_changed
+        from references.signals import reference_material_changed, reference_parties_changed
 
         reference_material_changed.connect(_material_changed, dispatch_uid="consent.material_changed")
+        reference_parties_changed.connect(_parties_changed, dispatch_uid="consent.parties_changed")
 
     def seed_demo(self, *, organization: Any, members: dict[str, Any], stdout: Any) -> None:
         """``manage.py seed_demo`` hook: months of consent history through the services (idempotent)."""
@@ -28,3 +29,18 @@ def _material_changed(*, organization: Any, reference: Any, scope: str, actor: A
     from .services import consent_material_changed
 
     consent_material_changed(organization=organization, reference=reference, scope=scope, actor=actor)
+
+
+def _parties_changed(
+    *, organization: Any, reference: Any, advocate_changed: bool, account_changed: bool, actor: Any, **_: Any
+) -> None:
+    """A new advocate or account voids the consent the previous ones gave."""
+    from .services import consent_parties_changed
+
+    consent_parties_changed(
+        organization=organization,
+        reference=reference,
+        advocate_changed=advocate_changed,
+        account_changed=account_changed,
+        actor=actor,
+    )

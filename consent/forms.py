@@ -226,7 +226,7 @@ class ConsentSettingsForm(ServiceErrorFormMixin, forms.ModelForm):
         value = self.cleaned_data["reminder_days"]
         # The model's own rule first: the form field alone does not carry it.
         reminder_days_validator(value)
-        days = [int(part) for part in value.replace(" ", "").split(",") if part.isdigit()]
+        days = [int(part) for part in value.replace(" ", "").split(",") if part.isascii() and part.isdigit()]
         if any(day == 0 for day in days):
             raise forms.ValidationError(_("A reminder 0 days before expiry would come too late; use 1 or more."))
         return ", ".join(str(day) for day in sorted(set(days), reverse=True))

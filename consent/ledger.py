@@ -141,7 +141,13 @@ def ledger_verify(
     assert_current_organization(organization)
     verdict = LedgerVerdict()
     expected_previous, expected_sequence = GENESIS_HASH, 1
-    for event in ConsentEvent.objects.order_by("sequence").iterator(chunk_size=chunk_size):
+    # The head first: appends keep running while we read (every consent page adds a notice),
+    # and everything up to the head's number was committed before we read it.
+    head = ConsentLedgerHead.objects.first()
+    events = ConsentEvent.objects.order_by("sequence")
+    if head is not None:
+        events = events.filter(sequence__lte=head.sequence)
+    for event in events.iterator(chunk_size=chunk_size):
         verdict.checked += 1
         if progress is not None and verdict.checked % chunk_size == 0:
             progress(verdict.checked)
@@ -155,7 +161,6 @@ def ledger_verify(
             verdict.broken_at, verdict.problem = event.sequence, "its content does not match its hash"
             return verdict
         expected_previous, expected_sequence = event.hash, expected_sequence + 1
-    head = ConsentLedgerHead.objects.first()
     last_sequence = expected_sequence - 1
     if head is not None and (head.sequence != last_sequence or (last_sequence and head.last_hash != expected_previous)):
         verdict.broken_at = last_sequence + 1

@@ -85,7 +85,11 @@ class ConsentSettings(TenantOwnedModel):
     @property
     def reminder_points(self) -> list[int]:
         """The reminder days, largest first, without duplicates or zeros."""
-        days = {int(part) for part in self.reminder_days.replace(" ", "").split(",") if part.strip().isdigit()}
+        days = {
+            int(part)
+            for part in self.reminder_days.replace(" ", "").split(",")
+            if part.strip().isascii() and part.strip().isdigit()
+        }
         return sorted((d for d in days if d > 0), reverse=True)
 
 
@@ -169,7 +173,7 @@ class ConsentEventKind(models.TextChoices):
     DECLINED = "declined", _("Declined")
     REVOKED = "revoked", _("Revoked")
     EXPIRED = "expired", _("Expired")
-    VOIDED = "voided", _("Voided by new wording")
+    VOIDED = "voided", _("Voided (new wording, advocate or account)")
     REMINDED = "reminded", _("Reminder sent")
     PAUSED = "paused", _("Requests paused")
     RESUMED = "resumed", _("Requests resumed")
@@ -259,7 +263,7 @@ class ConsentStatus(models.TextChoices):
     DECLINED = "declined", _("Declined")
     REVOKED = "revoked", _("Revoked")
     EXPIRED = "expired", _("Expired")
-    VOIDED = "voided", _("Void (wording changed)")
+    VOIDED = "voided", _("Void (the wording or the people changed)")
 
 
 class ConsentState(TenantOwnedModel):

@@ -267,7 +267,13 @@ def consent_answer_post(request: HttpRequest, token: str) -> HttpResponse:
                         _("Thank you: your answer is recorded. You can withdraw your consent here at any time."),
                     )
                 else:
-                    messages.success(request, _("Your answer is recorded: nothing will be used."))
+                    messages.success(
+                        request,
+                        _(
+                            "Your answer is recorded: nothing new will be used. Any consent you gave "
+                            "before is listed below, where you can withdraw it."
+                        ),
+                    )
                 return redirect(_page_url(token))
         # Refused: nothing was recorded, and the same notice is shown again with the reasons.
         return render(request, PAGE_TEMPLATE, _page_context(request, organization, link, form=form), status=400)

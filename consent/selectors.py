@@ -65,7 +65,7 @@ def consent_link_lookup(*, token: str, now: datetime | None = None) -> LinkLooku
     same to the caller's page.
     """
     organization_part, _, secret = token.partition(TOKEN_SEPARATOR)
-    if not organization_part.isdigit() or len(secret) < 43 or len(token) > 200:
+    if not (organization_part.isascii() and organization_part.isdigit()) or len(secret) < 43 or len(token) > 200:
         return LinkLookup(problem="unknown")
     with cross_organization("consent link lookup by its secret's hash"):
         link = (

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from dateutil.relativedelta import relativedelta
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, OuterRef, Subquery
+from django.db.models import Max, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -100,6 +100,15 @@ def consent_link_issue(
     expires_at = timezone.now() + timedelta(days=days)
     if consent_request is not None and consent_request.expires_at is not None:
         expires_at = max(expires_at, consent_request.expires_at)
+    # Withdrawing must stay as easy as consenting: a link opens the manage page for as
+    # long as any consent it can withdraw lasts, not only for the link period.
+    longest = (
+        ConsentState.objects.filter(contact=contact, status=ConsentStatus.GRANTED)
+        .aggregate(until=Max("valid_until"))
+        .get("until")
+    )
+    if longest is not None:
+        expires_at = max(expires_at, longest)
     link = ConsentLink.objects.create(
         organization=organization,
         token_hash=token_hash(token),
@@ -203,6 +212,25 @@ def _record_events(
     appended = ledger.ledger_append(organization=organization, events=events, now=now)
     _sync_usability(organization, _apply_to_states(organization, appended), now)
     return appended
+
+
+# From the most to the least protective: a reference is published no more widely than
+# the most careful choice among the people and companies whose consent it rests on.
+_PUBLICATION_ORDER = (Publication.INTERNAL_ONLY, Publication.ANONYMISED, Publication.ATTRIBUTED)
+
+
+def _publication_apply(organization: Organization, reference: Reference, *, source: str) -> None:
+    chosen = set(
+        ConsentState.objects.filter(reference=reference, status=ConsentStatus.GRANTED)
+        .exclude(publication="")
+        .values_list("publication", flat=True)
+    )
+    for publication in _PUBLICATION_ORDER:
+        if publication in chosen:
+            reference_services.reference_publication_set(
+                organization=organization, reference=reference, publication=publication, source=source
+            )
+            return
 
 
 def _policy_version(organization: Organization) -> int:
@@ -480,6 +508,8 @@ def consent_answer(
     if not decline_all and not granted:
         raise ApplicationError(_("Tick at least one use to grant, or choose Decline."), field="scopes")
     reference, contact = consent_request.reference, consent_request.contact
+    if not decline_all and reference.status != ReferenceStatus.ACTIVE:
+        raise ApplicationError(_("This reference is no longer in use; there is nothing to consent to."))
     if not decline_all:
         if valid_months not in grant_valid_choices(organization=organization):
             raise ApplicationError(_("Choose one of the periods offered."), field="valid_months")
@@ -487,11 +517,12 @@ def consent_answer(
             raise ApplicationError(_("Choose how you may be named."), field="publication")
         for scope in granted:
             _check_party(reference=reference, contact=contact, scope=scope)
-            if scope in consent_request.fingerprints:
+            if scope in reference_selectors.MATERIAL_KINDS:
                 current = reference_selectors.reference_material(
                     organization=organization, reference=reference, scope=scope
                 )
-                if current.fingerprint != consent_request.fingerprints[scope]:
+                # A logo uploaded after the request was sent is one the customer never saw.
+                if current.fingerprint != consent_request.fingerprints.get(scope, ""):
                     raise ApplicationError(
                         _("The text changed after this request was sent; we will send you the new version."),
                         field="scopes",
@@ -525,12 +556,7 @@ def consent_answer(
         )
     _record_events(organization, events, now)
     if granted:
-        reference_services.reference_publication_set(
-            organization=organization,
-            reference=reference,
-            publication=publication,
-            source=f"consent_request:{consent_request.pk}",
-        )
+        _publication_apply(organization, reference, source=f"consent_request:{consent_request.pk}")
     consent_request.status = ConsentRequestStatus.ANSWERED
     consent_request.answered_at = now
     consent_request.save(update_fields=["status", "answered_at", "updated_at"])
@@ -620,7 +646,11 @@ def consent_revoke(
     if state_ids is not None:
         states = states.filter(pk__in=list(state_ids))
     elif contact is not None:
-        states = states.filter(reference__account_id=contact.account_id)
+        # The same rule as the page that lists them (consent_states_revocable_by).
+        mine = Q(contact=contact)
+        if contact.is_authorised_signatory:
+            mine |= Q(party=Party.COMPANY, reference__account_id=contact.account_id)
+        states = states.filter(mine)
     if contact is None and (actor is None or state_ids is None):
         raise ApplicationError(_("Say who is withdrawing the consent, and which."))
     chosen = [s for s in states.order_by("id") if contact is None or _may_revoke(contact, s)]
@@ -894,9 +924,7 @@ def consent_record_offline(
         event.proof.name = proof_name
         events.append(event)
     appended = _record_events(organization, events)
-    reference_services.reference_publication_set(
-        organization=organization, reference=reference, publication=publication, source="consent:offline"
-    )
+    _publication_apply(organization, reference, source="consent:offline")
     record(
         organization=organization,
         actor=actor,
@@ -924,7 +952,7 @@ def consent_material_changed(
         for r in ConsentRequest.objects.select_for_update().filter(
             reference=reference, status=ConsentRequestStatus.SENT
         )
-        if scope in r.fingerprints and r.fingerprints[scope] != material.fingerprint
+        if scope in r.scopes and r.fingerprints.get(scope, "") != material.fingerprint
     ]
     if stale_requests:
         ConsentRequest.objects.filter(pk__in=[r.pk for r in stale_requests]).update(
@@ -964,19 +992,24 @@ def consent_material_changed(
         return proposals
     for state in states:
         approved = state.consent_request.texts.get(scope, "") if state.consent_request is not None else ""
-        proposal, _created = ConsentRequest.objects.update_or_create(
+        proposal = ConsentRequest.objects.filter(
             reference=reference,
             contact=state.contact,
             kind=ConsentRequestKind.REWORDING,
             status=ConsentRequestStatus.PROPOSED,
-            defaults={
-                "organization": organization,
-                "scopes": [scope],
-                "texts": {scope: material.text} if material.text else {},
-                "fingerprints": {scope: material.fingerprint},
-                "previous_texts": {scope: approved},
-            },
+        ).first() or ConsentRequest(
+            organization=organization,
+            reference=reference,
+            contact=state.contact,
+            kind=ConsentRequestKind.REWORDING,
+            status=ConsentRequestStatus.PROPOSED,
         )
+        # One proposal per person gathers every scope reworded since (a quote, then the case study).
+        proposal.scopes = [s for s in Scope.values if s in {*proposal.scopes, scope}]
+        proposal.texts = {**proposal.texts, scope: material.text} if material.text else proposal.texts
+        proposal.fingerprints = {**proposal.fingerprints, scope: material.fingerprint}
+        proposal.previous_texts = {scope: approved, **proposal.previous_texts}
+        proposal.save()
         proposals.append(proposal)
     record(
         organization=organization,
@@ -986,6 +1019,69 @@ def consent_material_changed(
         details={"scope": scope, "states": [s.pk for s in states], "proposals": [p.pk for p in proposals]},
     )
     return proposals
+
+
+@transaction.atomic
+def consent_parties_changed(
+    *,
+    organization: Organization,
+    reference: Reference,
+    advocate_changed: bool,
+    account_changed: bool,
+    actor: AbstractBaseUser | None,
+) -> int:
+    """A new advocate or account: consent from the previous person, or for the previous company,
+    no longer speaks for this reference. Returns how many consents were voided."""
+    assert_current_organization(organization)
+    reference = Reference.objects.select_related("account").get(pk=reference.pk)
+    now = timezone.now()
+    # Lock order: request rows, then the ledger, then states.
+    open_requests = list(
+        ConsentRequest.objects.select_for_update()
+        .filter(reference=reference, status__in=(ConsentRequestStatus.SENT, ConsentRequestStatus.PROPOSED))
+        .values_list("pk", "contact_id")
+    )
+    stale = [pk for pk, contact_id in open_requests if contact_id != reference.advocate_id or account_changed]
+    ConsentRequest.objects.filter(pk__in=stale).update(status=ConsentRequestStatus.SUPERSEDED, updated_at=now)
+    ledger.ledger_lock(organization=organization)
+    states = [
+        state
+        for state in ConsentState.objects.select_for_update(of=("self",))
+        .select_related("contact")
+        .filter(reference=reference, status=ConsentStatus.GRANTED)
+        if (state.party == Party.INDIVIDUAL and advocate_changed and state.contact_id != reference.advocate_id)
+        or (state.party == Party.COMPANY and account_changed and state.contact.account_id != reference.account_id)
+    ]
+    if not states:
+        return 0
+    user = actor if actor is not None and actor.is_authenticated else None
+    _record_events(
+        organization,
+        [
+            _event(
+                ConsentEventKind.VOIDED,
+                contact=state.contact,
+                reference=reference,
+                scope=state.scope,
+                party=state.party,
+                mechanism=Mechanism.MANAGER if user else Mechanism.SYSTEM,
+                actor=user,
+                note="The reference's advocate changed."
+                if state.party == Party.INDIVIDUAL
+                else "The reference's account changed.",
+            )
+            for state in states
+        ],
+        now,
+    )
+    record(
+        organization=organization,
+        actor=user,
+        action="consent.voided",
+        target=reference,
+        details={"reason": "parties_changed", "states": [s.pk for s in states]},
+    )
+    return len(states)
 
 
 # --- Sweeps (set-based: they touch only due rows, in a fixed number of statements) ----------
@@ -1145,7 +1241,16 @@ def consent_renewal_request(*, organization: Organization, state: ConsentState) 
     except ApplicationError:
         return None  # the person can no longer give it (left the account, stopped signing): the reminder still goes
     now = timezone.now()
-    _supersede_open_requests(contact=contact, reference=reference)
+    # Only an earlier renewal of this same scope: a reminder for another scope, or a
+    # manager's own question, keeps its link working.
+    earlier = [
+        r.pk
+        for r in ConsentRequest.objects.filter(
+            contact=contact, reference=reference, kind=ConsentRequestKind.RENEWAL, status=ConsentRequestStatus.SENT
+        )
+        if r.scopes == scopes
+    ]
+    ConsentRequest.objects.filter(pk__in=earlier).update(status=ConsentRequestStatus.SUPERSEDED, updated_at=now)
     consent_request = ConsentRequest.objects.create(
         organization=organization,
         reference=reference,

@@ -86,7 +86,7 @@ def _paginate(request: HttpRequest, queryset: QuerySet[Any]) -> Page:
 
 
 def _get(queryset: QuerySet[Any], pk: Any) -> Any:
-    if not str(pk).isdigit():
+    if not (str(pk).isascii() and str(pk).isdigit()):  # "²".isdigit() is True, int("²") fails
         raise Http404("Not found")
     found = queryset.filter(pk=int(pk)).first()
     if found is None:

@@ -492,5 +492,6 @@ def reference_material(*, organization: Organization, reference: Reference, scop
         ReferenceAsset.objects.filter(reference=reference, kind=kind).order_by("id").values_list("text", "file", "url")
     )
     text = "\n\n".join(t.strip() for t, _, _ in assets if t.strip())
-    identity = "\x1e".join(f"{t}\x1f{f}\x1f{u}" for t, f, u in assets)
+    # A link is part of what a case study shows; a quote's or logo's link is not what the customer approves.
+    identity = "\x1e".join(f"{t}\x1f{f}\x1f{u if kind == 'case_study' else ''}" for t, f, u in assets)
     return ScopeMaterial(text=text, fingerprint=hashlib.sha256(identity.encode()).hexdigest() if assets else "")

@@ -769,6 +769,18 @@ def reference_update(
             changed[kind] = values_of_kind
     if changed:
         record(organization=organization, actor=actor, action="reference.updated", target=reference, details=changed)
+    if {"advocate", "account"} & set(changed):
+        from .signals import reference_parties_changed
+
+        # Consent was given by the previous advocate or for the previous company: it no longer speaks for this one.
+        reference_parties_changed.send(
+            sender=Reference,
+            organization=organization,
+            reference=reference,
+            advocate_changed="advocate" in changed or "account" in changed,
+            account_changed="account" in changed,
+            actor=actor,
+        )
     return reference
 
 
@@ -914,10 +926,12 @@ def reference_asset_update(
     record(organization=organization, actor=actor, action="reference_asset.updated", target=asset, details=changed)
     scope = _ASSET_SCOPES.get(AssetKind(asset.kind))
     if scope is not None and ({"text", "file"} & set(changed) or (scope == Scope.CASE_STUDY and "url" in changed)):
+        # Listeners first: consent takes its request rows and ledger lock before it touches
+        # this scope's grant row, and so must we, or an edit and a revocation could deadlock.
+        _material_changed(organization=organization, reference=asset.reference, kind=asset.kind, actor=actor)
         reference_scope_withdraw(
             organization=organization, reference=asset.reference, scope=scope, source=f"asset:{asset.pk}:changed"
         )
-        _material_changed(organization=organization, reference=asset.reference, kind=asset.kind, actor=actor)
     return asset
 
 

@@ -9,3 +9,8 @@ from django.dispatch import Signal
 # Keyword arguments: organization, reference, scope, actor. The consent app
 # voids a consent given to other wording and proposes a new request.
 reference_material_changed = Signal()
+
+# Sent inside the writing transaction when a reference's advocate or account changes.
+# Keyword arguments: organization, reference, advocate_changed, account_changed, actor.
+# Consent given by the previous person, or for the previous company, is voided.
+reference_parties_changed = Signal()

@@ -82,7 +82,7 @@ def api_token_authenticate(*, key: str) -> ApiToken | None:
     deactivated members or organizations.
     """
     org_part, dot, secret = key.partition(".")
-    if not dot or not org_part.isdigit() or len(secret) < 32:
+    if not dot or not (org_part.isascii() and org_part.isdigit()) or len(secret) < 32:
         return None
     organization = Organization.objects.filter(pk=int(org_part), is_active=True).first()
     if organization is None:
