@@ -28,6 +28,10 @@ class ConsentSettingsAdmin(TenantAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the defaults come back by editing, not by deleting the row
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # One row per organization: a second would break the unique constraint (a 500), not help.
+        return super().has_add_permission(request) and not self.get_queryset(request).exists()
+
 
 @admin.register(ConsentRequest)
 class ConsentRequestAdmin(TenantAdmin):

@@ -10,10 +10,15 @@ class ConsentConfig(AppConfig):
     verbose_name = "Consent"
 
     def ready(self) -> None:
-        from references.signals import reference_material_changed, reference_parties_changed
+        from references.signals import (
+            reference_material_changed,
+            reference_parties_changed,
+            reference_publication_changed,
+        )
 
         reference_material_changed.connect(_material_changed, dispatch_uid="consent.material_changed")
         reference_parties_changed.connect(_parties_changed, dispatch_uid="consent.parties_changed")
+        reference_publication_changed.connect(_publication_changed, dispatch_uid="consent.publication_changed")
 
     def seed_demo(self, *, organization: Any, members: dict[str, Any], stdout: Any) -> None:
         """``manage.py seed_demo`` hook: months of consent history through the services (idempotent)."""
@@ -44,3 +49,10 @@ def _parties_changed(
         account_changed=account_changed,
         actor=actor,
     )
+
+
+def _publication_changed(*, organization: Any, reference: Any, actor: Any, **_: Any) -> None:
+    """A manager may narrow how a reference is published, never widen it past the customers' choice."""
+    from .services import consent_publication_check
+
+    consent_publication_check(organization=organization, reference=reference)

@@ -233,6 +233,22 @@ def _publication_apply(organization: Organization, reference: Reference, *, sour
             return
 
 
+def consent_publication_check(*, organization: Organization, reference: Reference) -> None:
+    """Refuse a publication wider than the most careful choice among the reference's current grants."""
+    assert_current_organization(organization)
+    chosen = set(
+        ConsentState.objects.filter(reference=reference, status=ConsentStatus.GRANTED)
+        .exclude(publication="")
+        .values_list("publication", flat=True)
+    )
+    allowed = next((p for p in _PUBLICATION_ORDER if p in chosen), None)
+    if allowed is not None and _PUBLICATION_ORDER.index(reference.publication) > _PUBLICATION_ORDER.index(allowed):
+        raise ApplicationError(
+            _("The customer agreed to %(allowed)s use only.") % {"allowed": Publication(allowed).label.lower()},
+            field="publication",
+        )
+
+
 def _policy_version(organization: Organization) -> int:
     policy = privacy_policy_current(organization=organization)
     if policy is None:

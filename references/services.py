@@ -769,6 +769,12 @@ def reference_update(
             changed[kind] = values_of_kind
     if changed:
         record(organization=organization, actor=actor, action="reference.updated", target=reference, details=changed)
+    if "publication" in changed:
+        from .signals import reference_publication_changed
+
+        reference_publication_changed.send(
+            sender=Reference, organization=organization, reference=reference, actor=actor
+        )
     if {"advocate", "account"} & set(changed):
         from .signals import reference_parties_changed
 

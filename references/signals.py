@@ -14,3 +14,8 @@ reference_material_changed = Signal()
 # Keyword arguments: organization, reference, advocate_changed, account_changed, actor.
 # Consent given by the previous person, or for the previous company, is voided.
 reference_parties_changed = Signal()
+
+# Sent inside the writing transaction when a manager changes how a reference may be
+# published. Keyword arguments: organization, reference, actor. Consent refuses a
+# publication wider than the customers agreed to (ApplicationError on "publication").
+reference_publication_changed = Signal()

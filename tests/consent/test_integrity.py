@@ -167,3 +167,15 @@ def test_tokens_never_reach_the_log() -> None:
     )
     RedactConsentTokens().filter(record)
     assert record.getMessage() == "Bad Request: /consent/[token]/answer/"
+
+
+def test_a_manager_cannot_publish_wider_than_the_customer_agreed(org_a, carol) -> None:
+    case = consent_case(org_a)
+    ask_and_grant(case, "quote", publication="anonymised")
+    with tenant_context(org_a):
+        with pytest.raises(ApplicationError, match="anonymised"):
+            reference_update(organization=org_a, reference=case.reference, actor=carol, publication="attributed")
+        narrowed = reference_update(
+            organization=org_a, reference=case.reference, actor=carol, publication="internal_only"
+        )
+        assert narrowed.publication == "internal_only"
