@@ -674,7 +674,7 @@ def consent_revoke(
     if not chosen:
         return result
     user = actor if actor is not None and actor.is_authenticated else None
-    _record_events(
+    revocations = _record_events(
         organization,
         [
             _event(
@@ -696,7 +696,7 @@ def consent_revoke(
     )
     result.revoked = chosen
     settings = consent_settings_get(organization=organization)
-    for state in chosen:
+    for state, revocation in zip(chosen, revocations, strict=True):
         reference = state.reference
         for usage_request in UsageRequest.objects.filter(
             reference=reference, scope=state.scope, status__in=(UsageStatus.PENDING, UsageStatus.APPROVED)
@@ -709,7 +709,7 @@ def consent_revoke(
             )
             result.cancelled_requests.append(usage_request.pk)
         if state.scope in PUBLISHED_SCOPES:
-            result.takedown_tasks += _takedowns_open(organization, reference, state.scope, settings, now)
+            result.takedown_tasks += _takedowns_open(organization, revocation, settings, now)
     recipient = contact if contact is not None else chosen[0].contact
     _message(
         organization,
@@ -745,8 +745,10 @@ def _takedown_assignee(reference: Reference) -> Any:
 
 
 def _takedowns_open(
-    organization: Organization, reference: Reference, scope: str, settings: ConsentSettings, now: datetime
+    organization: Organization, revocation: ConsentEvent, settings: ConsentSettings, now: datetime
 ) -> list[int]:
+    """One takedown per completed use of the revoked scope, pointing at the revocation that caused it."""
+    reference, scope = revocation.reference, revocation.scope
     completed = list(
         UsageRequest.objects.filter(reference=reference, scope=scope, status=UsageStatus.COMPLETED)
         .exclude(takedown_tasks__isnull=False)
@@ -763,6 +765,7 @@ def _takedowns_open(
                 reference=reference,
                 scope=scope,
                 usage_request_id=pk,
+                revocation=revocation,
                 assigned_to=assignee,
                 due_on=due_on,
             )

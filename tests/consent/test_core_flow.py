@@ -109,6 +109,8 @@ def test_revocation_cancels_requests_and_opens_takedowns(org_a, bob, carol) -> N
         assert pending.status == "cancelled"
         task = TakedownTask.objects.get()
         assert task.usage_request_id == done.pk
+        assert task.revocation.kind == "revoked"
+        assert task.revocation.scope == "quote"
         assert ConsentMessage.objects.filter(kind="revocation").count() == 1
 
 
