@@ -735,13 +735,15 @@ def consent_revoke(
 
 
 def _takedown_assignee(reference: Reference) -> Any:
+    """The reference's owner while they manage references here; else the longest-serving reference manager."""
     owner = reference.owner
-    if owner is None or not owner.is_active:
-        return None
-    allowed = Membership.objects.filter(
-        user=owner, is_active=True, role__in=(Role.REFERENCE_MANAGER, Role.ADMIN)
-    ).exists()
-    return owner if allowed else None
+    managers = Membership.objects.filter(
+        is_active=True, user__is_active=True, role__in=(Role.REFERENCE_MANAGER, Role.ADMIN)
+    )
+    if owner is not None and managers.filter(user=owner).exists():
+        return owner
+    fallback = managers.filter(role=Role.REFERENCE_MANAGER).select_related("user").order_by("created_at", "id").first()
+    return fallback.user if fallback is not None else None
 
 
 def _takedowns_open(

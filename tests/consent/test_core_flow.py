@@ -110,6 +110,7 @@ def test_revocation_cancels_requests_and_opens_takedowns(org_a, bob, carol) -> N
         task = TakedownTask.objects.get()
         assert task.usage_request_id == done.pk
         assert task.revocation.kind == "revoked"
+        assert task.assigned_to == carol  # no owner: the reference manager takes it
         assert task.revocation.scope == "quote"
         assert ConsentMessage.objects.filter(kind="revocation").count() == 1
 
