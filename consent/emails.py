@@ -13,7 +13,8 @@ from django.urls import reverse
 from django.utils import translation
 
 from references.models import Scope
-from refmgr.tenancy.models import Membership, Organization, Role
+from refmgr.tenancy.models import Organization
+from refmgr.tenancy.selectors import manager_emails
 
 from .models import ConsentMessage, ConsentStatus, MessageKind
 from .selectors import consent_settings_get
@@ -25,15 +26,6 @@ def _absolute(path: str) -> str:
 
 def consent_url(token: str) -> str:
     return _absolute(reverse("consent_public:page", kwargs={"token": token}))
-
-
-def _managers(organization: Organization) -> list[str]:
-    for role in (Role.REFERENCE_MANAGER, Role.ADMIN):
-        members = Membership.objects.filter(role=role, is_active=True, user__is_active=True).select_related("user")
-        emails = sorted({m.user.email for m in members if m.user.email})
-        if emails:
-            return emails
-    return []
 
 
 def _render(name: str, context: dict, to: list[str]) -> EmailMultiAlternatives:
@@ -60,7 +52,7 @@ def message_email_build(*, organization: Organization, message: ConsentMessage) 
     context: dict = {"organization": organization, "message": message, "scopes": dict(Scope.choices)}
     with translation.override(settings.LANGUAGE_CODE):
         if message.kind in (MessageKind.LAPSING_DIGEST, MessageKind.TAKEDOWN):
-            recipients = _managers(organization)
+            recipients = manager_emails(organization=organization)
             if not recipients:
                 return None
             slug = organization.slug

@@ -83,14 +83,21 @@ def consent_link_lookup(*, token: str, now: datetime | None = None) -> LinkLooku
     return LinkLookup(link=link)
 
 
-def consent_states_revocable_by(*, organization: Organization, contact: Contact) -> QuerySet[ConsentState]:
-    """The current grants this person may withdraw: their own, and their company's if they sign for it."""
-    assert_current_organization(organization)
+def revocable_by_filter(contact: Contact) -> Q:
+    """The consents a person may withdraw: their own, and their company's if they sign for it."""
     mine = Q(contact=contact)
     if contact.is_authorised_signatory:
         mine |= Q(party=Party.COMPANY, reference__account_id=contact.account_id)
+    return mine
+
+
+def consent_states_revocable_by(*, organization: Organization, contact: Contact) -> QuerySet[ConsentState]:
+    """The current grants this person may withdraw: their own, and their company's if they sign for it."""
+    assert_current_organization(organization)
     return (
-        ConsentState.objects.filter(mine, status=ConsentStatus.GRANTED, valid_until__gt=timezone.now())
+        ConsentState.objects.filter(
+            revocable_by_filter(contact), status=ConsentStatus.GRANTED, valid_until__gt=timezone.now()
+        )
         .select_related("reference__account", "contact")
         .order_by("reference__title", "scope", "party")
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from dateutil.relativedelta import relativedelta
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, OuterRef, Q, Subquery
+from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -62,7 +62,7 @@ from .models import (
     TakedownTask,
     required_parties,
 )
-from .selectors import TOKEN_SEPARATOR, consent_settings_get, token_hash
+from .selectors import TOKEN_SEPARATOR, consent_settings_get, revocable_by_filter, token_hash
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -219,29 +219,28 @@ def _record_events(
 _PUBLICATION_ORDER = (Publication.INTERNAL_ONLY, Publication.ANONYMISED, Publication.ATTRIBUTED)
 
 
-def _publication_apply(organization: Organization, reference: Reference, *, source: str) -> None:
+def _publication_allowed(reference: Reference) -> str | None:
+    """The most careful naming choice among the reference's current grants (None: nobody chose yet)."""
     chosen = set(
         ConsentState.objects.filter(reference=reference, status=ConsentStatus.GRANTED)
         .exclude(publication="")
         .values_list("publication", flat=True)
     )
-    for publication in _PUBLICATION_ORDER:
-        if publication in chosen:
-            reference_services.reference_publication_set(
-                organization=organization, reference=reference, publication=publication, source=source
-            )
-            return
+    return next((p for p in _PUBLICATION_ORDER if p in chosen), None)
+
+
+def _publication_apply(organization: Organization, reference: Reference, *, source: str) -> None:
+    allowed = _publication_allowed(reference)
+    if allowed is not None:
+        reference_services.reference_publication_set(
+            organization=organization, reference=reference, publication=allowed, source=source
+        )
 
 
 def consent_publication_check(*, organization: Organization, reference: Reference) -> None:
     """Refuse a publication wider than the most careful choice among the reference's current grants."""
     assert_current_organization(organization)
-    chosen = set(
-        ConsentState.objects.filter(reference=reference, status=ConsentStatus.GRANTED)
-        .exclude(publication="")
-        .values_list("publication", flat=True)
-    )
-    allowed = next((p for p in _PUBLICATION_ORDER if p in chosen), None)
+    allowed = _publication_allowed(reference)
     if allowed is not None and _PUBLICATION_ORDER.index(reference.publication) > _PUBLICATION_ORDER.index(allowed):
         raise ApplicationError(
             _("The customer agreed to %(allowed)s use only.") % {"allowed": Publication(allowed).label.lower()},
@@ -662,11 +661,7 @@ def consent_revoke(
     if state_ids is not None:
         states = states.filter(pk__in=list(state_ids))
     elif contact is not None:
-        # The same rule as the page that lists them (consent_states_revocable_by).
-        mine = Q(contact=contact)
-        if contact.is_authorised_signatory:
-            mine |= Q(party=Party.COMPANY, reference__account_id=contact.account_id)
-        states = states.filter(mine)
+        states = states.filter(revocable_by_filter(contact))  # the same rule as the page that lists them
     if contact is None and (actor is None or state_ids is None):
         raise ApplicationError(_("Say who is withdrawing the consent, and which."))
     chosen = [s for s in states.order_by("id") if contact is None or _may_revoke(contact, s)]

@@ -11,22 +11,13 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from refmgr.common.exceptions import TransientError
-from refmgr.tenancy.context import assert_current_organization
-from refmgr.tenancy.models import Membership, Organization, Role
+from refmgr.tenancy.context import assert_current_organization, get_current_organization
+from refmgr.tenancy.models import Membership, Organization
+from refmgr.tenancy.selectors import manager_emails
 
 from .models import NotificationStatus, UsageNotification, UsageRequest
 
 EVENTS = ("created", "approved", "declined", "cancelled", "withdrawn")
-
-
-def _managers() -> list[str]:
-    """The reference managers' addresses, or the admins' when there is no manager."""
-    for role in (Role.REFERENCE_MANAGER, Role.ADMIN):
-        members = Membership.objects.filter(role=role, is_active=True, user__is_active=True).select_related("user")
-        emails = sorted({m.user.email for m in members if m.user.email})
-        if emails:
-            return emails
-    return []
 
 
 def _active_member(user: Any) -> bool:
@@ -44,7 +35,7 @@ def _recipients(usage_request: UsageRequest, event: str) -> list[str]:
         owner = usage_request.reference.owner
         if _active_member(owner):
             return [owner.email]
-        return _managers()
+        return manager_emails(organization=get_current_organization())
     requester = usage_request.requested_by
     return [requester.email] if _active_member(requester) else []
 

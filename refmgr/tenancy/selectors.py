@@ -25,6 +25,17 @@ def organization_get_by_slug(*, slug: str) -> Organization | None:
     return Organization.objects.filter(slug=slug, is_active=True).first()
 
 
+def manager_emails(*, organization: Organization) -> list[str]:
+    """Who hears about reference work: the reference managers' addresses, or the admins' when there is none."""
+    _assert_current(organization)
+    for role in (Role.REFERENCE_MANAGER, Role.ADMIN):
+        members = Membership.objects.filter(role=role, is_active=True, user__is_active=True).select_related("user")
+        emails = sorted({m.user.email for m in members if m.user.email})
+        if emails:
+            return emails
+    return []
+
+
 def membership_for_user(*, organization: Organization, user: AbstractBaseUser | AnonymousUser) -> Membership | None:
     """The user's active membership in ``organization`` (inside its context), or None."""
     _assert_current(organization)
