@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from refmgr.tenancy.context import assert_current_organization as _assert_current
@@ -172,13 +172,6 @@ class CatalogueFilters:
         return CatalogueFilters(**{field: "" if field == name else getattr(self, field) for field in CATALOGUE_FILTERS})
 
 
-def _search_vector() -> Any:
-    from django.contrib.postgres.search import SearchVector
-
-    # Exactly the expression of the GIN index in migration 0002, so PostgreSQL can use it.
-    return SearchVector("title", weight="A", config="english") + SearchVector("summary", weight="B", config="english")
-
-
 def _is_postgres() -> bool:
     from django.db import connection
 
@@ -198,14 +191,11 @@ def _catalogue_search(references: QuerySet[Reference], query: str) -> QuerySet[R
     if _is_postgres():
         from django.contrib.postgres.search import SearchQuery, SearchRank
 
+        # One stored document per reference (title, summary, labels, and the account's name unless
+        # anonymised; migration 0006), matched through its GIN index even under row-level security.
         search_query = SearchQuery(query, search_type="websearch", config="english")
-        vector = _search_vector()
-        # Ranked text matches first; a match on a label or the account's name alone ranks 0.
-        named = Q()
-        for term in terms:
-            named &= named_by(term)
-        return references.annotate(search=vector, rank=SearchRank(vector, search_query)).filter(
-            Q(search=search_query) | named
+        return references.filter(search_document=search_query).annotate(
+            rank=SearchRank(F("search_document"), search_query)
         )
     # SQLite (development): every word must appear in the title, the summary, a label or the account's name.
     for term in terms:
@@ -259,18 +249,27 @@ def reference_catalogue(
     query = query.strip()
     references = _catalogue_base(user=user, query=query, filters=filters or CatalogueFilters())
     references = references.select_related("account", "advocate")
-    if sort not in CATALOGUE_SORTS or (sort == "relevance" and not query):
-        sort = "relevance" if query else "newest"
+    return references.order_by(*catalogue_ordering(sort=sort, query=query))
+
+
+def catalogue_sort(*, sort: str, query: str) -> str:
+    """The sort that applies: ``sort`` when valid, else relevance while searching, else newest."""
+    if sort not in CATALOGUE_SORTS or (sort == "relevance" and not query.strip()):
+        return "relevance" if query.strip() else "newest"
+    return sort
+
+
+def catalogue_ordering(*, sort: str, query: str) -> list[str]:
+    """The catalogue's total order for ``sort`` (it ends with ``id``, so keyset pages can follow it)."""
+    sort = catalogue_sort(sort=sort, query=query)
     if sort == "relevance":
         # On SQLite there is no rank: the newest first among the matches.
-        ordering = ["-rank", "-updated_at", "-id"] if _is_postgres() else ["-updated_at", "-id"]
-    else:
-        ordering = {
-            "newest": ["-created_at", "-id"],
-            "title": ["title", "id"],
-            "account": ["account__name", "title", "id"],
-        }[sort]
-    return references.order_by(*ordering)
+        return ["-rank", "-updated_at", "-id"] if _is_postgres() else ["-updated_at", "-id"]
+    return {
+        "newest": ["-created_at", "-id"],
+        "title": ["title", "id"],
+        "account": ["account__name", "title", "id"],
+    }[sort]
 
 
 def reference_catalogue_get(*, organization: Organization, user: Any, reference_id: int) -> Reference | None:

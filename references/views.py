@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from refmgr.audit.services import record
 from refmgr.common.exceptions import ApplicationError
+from refmgr.common.pagination import keyset_page
 from refmgr.tenancy.admin import csv_safe
 from refmgr.tenancy.models import Role
 from refmgr.tenancy.permissions import member_required, role_required
@@ -109,8 +110,9 @@ def catalogue(request: HttpRequest, organization_slug: str) -> HttpResponse:
     references = selectors.reference_catalogue(
         organization=organization, user=user, query=query, filters=filters, sort=sort
     )
-    page = _paginate(request, references, CATALOGUE_PER_PAGE)
-    page_references = list(page.object_list)
+    ordering = selectors.catalogue_ordering(sort=sort, query=query)
+    page = keyset_page(references, ordering=ordering, per_page=CATALOGUE_PER_PAGE, cursor=request.GET.get("cursor"))
+    page_references = page.object_list
     usable = selectors.reference_usable_scopes(organization=organization, reference_ids=[r.pk for r in page_references])
     resting = selectors.contacts_fatigue(
         organization=organization,
@@ -146,7 +148,7 @@ def catalogue(request: HttpRequest, organization_slug: str) -> HttpResponse:
         "form": form,
         "query": query,
         "filters": filters,
-        "sort": sort or ("relevance" if query else "newest"),
+        "sort": selectors.catalogue_sort(sort=sort, query=query),
         "filter_fields": [
             {"name": name, "label": label, "choices": choices, "selected": getattr(filters, name)}
             for name, label, choices in filter_fields

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 
 from refmgr.tenancy.api import TenantScopedViewSet
 from refmgr.tenancy.models import Role
+from refmgr.tenancy.pagination import KeysetPagination
 
 from .. import services
 from ..models import Account, Contact, Reference, ReferenceLabel, UsageRequest, UsageStatus
@@ -235,6 +236,8 @@ class ReferenceViewSet(ReferencesApiMixin, mixins.ListModelMixin, mixins.Retriev
     write_roles = MANAGERS
     filterset_class = filters.ReferenceFilter
     ordering_fields = ["title", "created_at", "updated_at"]
+    # The one list that reaches 100,000 rows in an organization: keyset pages, capped count (issue 6).
+    pagination_class = KeysetPagination
 
     @property
     def search_fields(self) -> list[str]:  # type: ignore[override]

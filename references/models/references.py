@@ -15,6 +15,7 @@ from pathlib import PurePath
 from uuid import uuid4
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -196,6 +197,11 @@ class Reference(TenantOwnedModel):
     restricted = models.BooleanField(
         _("restricted"), default=False, help_text=_("Visible only to the named people and groups.")
     )
+    # What the catalogue's full-text search matches: title, summary, labels and (unless the
+    # reference is anonymised) the account's name. PostgreSQL triggers keep it current
+    # (migration 0006); it is a stored column, not an expression, so that under row-level
+    # security the only function in the match is `@@` and the GIN index can answer it.
+    search_document = SearchVectorField(null=True, editable=False)
 
     class Meta(TenantOwnedModel.Meta):
         ordering = ["-updated_at", "-id"]
