@@ -277,57 +277,126 @@ def reference_catalogue_get(*, organization: Organization, user: Any, reference_
     return reference_catalogue(organization=organization, user=user).filter(pk=reference_id).first()
 
 
-def reference_catalogue_facets(
-    *, organization: Organization, user: Any, query: str = "", filters: CatalogueFilters | None = None
-) -> dict[str, list[tuple[str, int]]]:
-    """For each filter, its values and how many catalogue references have each (one query per facet).
+@dataclass(frozen=True)
+class CatalogueFacets:
+    """The catalogue's facet counts and the size of the filtered list, from one query.
 
-    A facet counts over the set narrowed by the search and by every *other*
-    filter, so the chosen value's alternatives stay visible and selectable.
+    ``values[name]`` lists ``(value, count)`` for each filter. When more than
+    :data:`~refmgr.common.pagination.COUNT_CAP` references match the search alone,
+    the counts are taken over the first of them only: ``capped`` is then True, the
+    page shows the values without numbers and ``total`` is None (count the list itself).
     """
-    from django.db.models import Count
+
+    values: dict[str, list[tuple[str, int]]]
+    total: int | None
+    capped: bool
+
+    def __getitem__(self, name: str) -> list[tuple[str, int]]:
+        return self.values[name]
+
+
+_ACCOUNT_FACETS = {"industry": "account__industry", "region": "account__region", "size_band": "account__size_band"}
+
+
+def _facet_flags(filters: CatalogueFilters, now: datetime) -> dict[str, Any]:
+    """For each filter that is set, an expression saying whether a reference passes it."""
+    from django.db.models import BooleanField, ExpressionWrapper
 
     from .models import LabelKind, ReferenceLabel
 
+    flags: dict[str, Any] = {}
+    for name, column in _ACCOUNT_FACETS.items():
+        if getattr(filters, name):
+            flags[name] = ExpressionWrapper(Q(**{column: getattr(filters, name)}), output_field=BooleanField())
+    for name, kind in (("product", LabelKind.PRODUCT), ("use_case", LabelKind.USE_CASE)):
+        if getattr(filters, name):
+            labels = ReferenceLabel.objects.filter(reference=OuterRef("pk"), kind=kind, value=getattr(filters, name))
+            flags[name] = Exists(labels)
+    if filters.scope:
+        # The list is already usable (active, no open hold): the chosen scope's grant must be current.
+        grants = ReferenceScopeGrant.objects.filter(
+            reference=OuterRef("pk"), scope=filters.scope, granted_until__gt=now
+        )
+        flags["scope"] = Exists(grants)
+    return flags
+
+
+def reference_catalogue_facets(
+    *, organization: Organization, user: Any, query: str = "", filters: CatalogueFilters | None = None
+) -> CatalogueFacets:
+    """For each filter, its values and how many catalogue references have each, in one query.
+
+    A facet counts over the set narrowed by the search and by every *other*
+    filter, so the chosen value's alternatives stay visible and selectable. The
+    references matching the search are read once (a materialised CTE, at most
+    ``COUNT_CAP + 1`` of them) with a flag per filter that is set; each facet
+    is a GROUP BY over them, and one more row counts those passing every filter.
+    """
+    from django.db import connection
+
+    from refmgr.common.pagination import COUNT_CAP
+
+    from .models import LabelKind
+
     _assert_current(organization)
     filters = filters or CatalogueFilters()
-    query = query.strip()
-
-    def base(name: str) -> QuerySet[Reference]:
-        return _catalogue_base(user=user, query=query, filters=filters.without(name)).order_by()
-
-    def counted(rows: Iterable[tuple[Any, int]]) -> list[tuple[str, int]]:
-        return sorted(((value, n) for value, n in rows if value), key=lambda row: (-row[1], row[0]))
-
-    facets: dict[str, list[tuple[str, int]]] = {}
-    for name, column in (
-        ("industry", "account__industry"),
-        ("region", "account__region"),
-        ("size_band", "account__size_band"),
-    ):
-        rows = base(name).values_list(column).annotate(n=Count("pk", distinct=True)).values_list(column, "n")
-        facets[name] = counted(rows)
-    for name, kind in (("product", LabelKind.PRODUCT), ("use_case", LabelKind.USE_CASE)):
-        rows = (
-            ReferenceLabel.objects.filter(kind=kind, reference_id__in=base(name).values("pk"))
-            .values_list("value")
-            .annotate(n=Count("reference_id", distinct=True))
-            .values_list("value", "n")
-            .order_by()
-        )
-        facets[name] = counted(rows)
-    rows = (
-        usable_scope_grants()
-        .filter(reference_id__in=base("scope").values("pk"))
-        .values_list("scope")
-        .annotate(n=Count("reference_id", distinct=True))
-        .values_list("scope", "n")
+    now = timezone.now()
+    flags = _facet_flags(filters, now)
+    base = (
+        _catalogue_base(user=user, query=query.strip(), filters=CatalogueFilters())
         .order_by()
+        .annotate(f_id=F("pk"), **{f"f_{name}_value": F(column) for name, column in _ACCOUNT_FACETS.items()})
+        .annotate(**{f"f_{name}": flag for name, flag in flags.items()})
+        .values("f_id", *(f"f_{name}_value" for name in _ACCOUNT_FACETS), *(f"f_{name}" for name in flags))
     )
+    base_sql, base_params = base[: COUNT_CAP + 1].query.sql_with_params()
+
+    def passing(*, except_: str = "") -> str:
+        conditions = [f"m.f_{name}" for name in flags if name != except_]
+        return " AND ".join(conditions) if conditions else "TRUE"
+
+    # Only fixed names are interpolated (filters and facets from this module); values are parameters.
+    parts = [f"SELECT '' AS facet, NULL AS value, COUNT(*) AS n FROM m WHERE {passing()}"]  # noqa: S608
+    params: list[Any] = []
+    for name in _ACCOUNT_FACETS:
+        parts.append(f"SELECT '{name}', m.f_{name}_value, COUNT(*) FROM m WHERE {passing(except_=name)} GROUP BY 2")  # noqa: S608
+    for name, kind in (("product", LabelKind.PRODUCT), ("use_case", LabelKind.USE_CASE)):
+        parts.append(
+            f"SELECT '{name}', l.value, COUNT(DISTINCT m.f_id) FROM m JOIN references_referencelabel l "  # noqa: S608
+            f"ON l.reference_id = m.f_id AND l.organization_id = %s AND l.kind = %s "
+            f"WHERE {passing(except_=name)} GROUP BY 2"
+        )
+        params += [organization.pk, kind]
+    parts.append(
+        "SELECT 'scope', g.scope, COUNT(DISTINCT m.f_id) FROM m JOIN references_referencescopegrant g "  # noqa: S608
+        "ON g.reference_id = m.f_id AND g.organization_id = %s AND g.granted_until > %s "
+        f"WHERE {passing(except_='scope')} GROUP BY 2"
+    )
+    params += [organization.pk, connection.ops.adapt_datetimefield_value(now)]
+    materialized = "MATERIALIZED " if connection.vendor == "postgresql" else ""
+    sql = (
+        f"WITH m AS {materialized}({base_sql}), sample AS (SELECT COUNT(*) AS n FROM m) "  # noqa: S608
+        f"SELECT facet, value, n, (SELECT n FROM sample) FROM ({' UNION ALL '.join(parts)}) AS f"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*base_params, *params])
+        rows = cursor.fetchall()
+
+    sampled = rows[0][3] if rows else 0
+    capped = sampled > COUNT_CAP
+    counts: dict[str, list[tuple[str, int]]] = {name: [] for name in CATALOGUE_FILTERS}
+    total = 0
+    for facet, value, n, _sampled in rows:
+        if facet == "":
+            total = n
+        elif value:
+            counts[facet].append((value, n))
+    for name in CATALOGUE_FILTERS:
+        counts[name].sort(key=lambda row: (-row[1], row[0]))
     # Scopes in their natural order (call, quote, ...), not by count.
     order = {value: index for index, value in enumerate(Scope.values)}
-    facets["scope"] = sorted(counted(rows), key=lambda row: order.get(row[0], len(order)))
-    return facets
+    counts["scope"].sort(key=lambda row: order.get(row[0], len(order)))
+    return CatalogueFacets(values=counts, total=None if capped else total, capped=capped)
 
 
 # --- Fatigue for a whole page of contacts -----------------------------------------------------

@@ -93,7 +93,7 @@ def _shown_as(reference: Reference, *, reveal_account: bool) -> str:
 
 def _facet_choices(facets: list[tuple[str, int]], selected: str, labels: dict[str, str] | None = None) -> list[Any]:
     labels = labels or {}
-    choices = [(value, labels.get(value, value), count) for value, count in facets]
+    choices: list[Any] = [(value, labels.get(value, value), count) for value, count in facets]
     if selected and selected not in {value for value, _count in facets}:
         # A chosen value with no matches left stays visible, so it can be cleared.
         choices.insert(0, (selected, labels.get(selected, selected), 0))
@@ -111,7 +111,16 @@ def catalogue(request: HttpRequest, organization_slug: str) -> HttpResponse:
         organization=organization, user=user, query=query, filters=filters, sort=sort
     )
     ordering = selectors.catalogue_ordering(sort=sort, query=query)
-    page = keyset_page(references, ordering=ordering, per_page=CATALOGUE_PER_PAGE, cursor=request.GET.get("cursor"))
+    facets = selectors.reference_catalogue_facets(organization=organization, user=user, query=query, filters=filters)
+    # The facet query counted the list too, unless more than 10,000 match: then the page counts (capped).
+    page = keyset_page(
+        references,
+        ordering=ordering,
+        per_page=CATALOGUE_PER_PAGE,
+        cursor=request.GET.get("cursor"),
+        count=facets.total is None,
+        known_count=facets.total,
+    )
     page_references = page.object_list
     usable = selectors.reference_usable_scopes(organization=organization, reference_ids=[r.pk for r in page_references])
     resting = selectors.contacts_fatigue(
@@ -131,7 +140,6 @@ def catalogue(request: HttpRequest, organization_slug: str) -> HttpResponse:
                 "paused_for_time": verdict is not None and not verdict.allowed and verdict.available_from is None,
             }
         )
-    facets = selectors.reference_catalogue_facets(organization=organization, user=user, query=query, filters=filters)
     filter_fields = [
         ("industry", _("Industry"), _facet_choices(facets["industry"], filters.industry)),
         ("product", _("Product"), _facet_choices(facets["product"], filters.product)),
@@ -159,6 +167,7 @@ def catalogue(request: HttpRequest, organization_slug: str) -> HttpResponse:
         "filtered": bool(query) or any(getattr(filters, name) for name in selectors.CATALOGUE_FILTERS),
         "page": page,
         "cards": cards,
+        "facets_capped": facets.capped,
     }
     template = "references/catalogue.html"
     if getattr(request, "htmx", False) and not request.htmx.boosted:  # type: ignore[attr-defined]

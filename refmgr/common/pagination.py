@@ -145,19 +145,27 @@ def _reversed(ordering: Sequence[str]) -> list[str]:
     return [field[1:] if field.startswith("-") else f"-{field}" for field in ordering]
 
 
-def capped_count(queryset: QuerySet[Any], cap: int = COUNT_CAP) -> tuple[int, bool]:
+def capped_count(queryset: QuerySet[Any], cap: int | None = None) -> tuple[int, bool]:
     """How many rows ``queryset`` has, counting at most ``cap + 1``; and whether it went past ``cap``."""
+    cap = COUNT_CAP if cap is None else cap
     counted = queryset.order_by().values("pk")[: cap + 1].count()
     return min(counted, cap), counted > cap
 
 
 def keyset_page(
-    queryset: QuerySet[Any], *, ordering: Sequence[str], per_page: int, cursor: str | None, count: bool = True
+    queryset: QuerySet[Any],
+    *,
+    ordering: Sequence[str],
+    per_page: int,
+    cursor: str | None,
+    count: bool = True,
+    known_count: int | None = None,
 ) -> KeysetPage:
     """The page of ``queryset`` that ``cursor`` points at (the first page without one).
 
     Two queries: the page (one row more than shown, to know whether another
-    follows) and the capped count, skipped with ``count=False``.
+    follows) and the capped count, skipped with ``count=False`` (then
+    ``known_count`` is the count, when the caller has it from elsewhere).
     """
     if not ordering or ordering[-1].lstrip("-") not in ("id", "pk"):
         raise ValueError("keyset ordering must end with the primary key")
@@ -193,7 +201,7 @@ def keyset_page(
             if number > 2
             else ""
         )
-    total, capped = capped_count(queryset) if count else (0, False)
+    total, capped = capped_count(queryset) if count else (known_count or 0, False)
     return KeysetPage(
         object_list=rows,
         number=number,

@@ -298,8 +298,8 @@ def test_it_runs_a_constant_number_of_queries_on_the_catalogue(client, bob, caro
     large = _count_queries(client, url("catalogue"), params)
     assert small == large
     # Measured (SQLite and PostgreSQL): session, user, membership, switcher, organization,
-    # count, page, usable scopes, settings, fatigue uses and six facets.
-    assert large == 16
+    # facets with the count (one query), page, usable scopes, settings and fatigue uses.
+    assert large == 10
 
 
 def test_it_respects_restrictions_in_the_catalogue_search_and_detail(client, org_a, alice, bob):
