@@ -173,4 +173,5 @@ class TakedownTaskAdmin(TenantAdmin):
         return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TakedownTask]:
-        return super().get_queryset(request).select_related("reference", "usage_request", "assigned_to")
+        # The use's reference too: its str() names it, once per row otherwise.
+        return super().get_queryset(request).select_related("reference", "usage_request__reference", "assigned_to")

@@ -270,5 +270,6 @@ class ReviewFlagAdmin(ReadOnlyTenantAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ReviewFlag]:
-        # The CSV export reads the reference and the reviewer per row: join them once.
-        return super().get_queryset(request).select_related("reference", "resolved_by")
+        # The CSV export reads the reference and the reviewer per row: join them once. The incentive
+        # too: a queryset that already joins something makes the changelist skip list_select_related.
+        return super().get_queryset(request).select_related("reference", "resolved_by", "incentive")
