@@ -185,11 +185,14 @@ def _insert_flags(organization: Organization, flags: list[ReviewFlag]) -> int:
     """Insert flags and their holds; existing ones are left alone. Returns how many flags are new."""
     if not flags:
         return 0
-    keys = {(flag.reference_id, flag.source_key) for flag in flags}
-    before = ReviewFlag.objects.filter(
-        reference_id__in={ref for ref, _ in keys}, source_key__in={key for _, key in keys}
-    ).count()
-    ReviewFlag.objects.bulk_create(flags, ignore_conflicts=True, batch_size=1000)
+    # Counted by source only: a flag's source names the incentive (or the text row), so this list
+    # stays short where the flags are many (an incentive flags every reference of its account),
+    # and rows of the same sources outside this batch count the same before and after.
+    sources = {flag.source_key for flag in flags}
+    before = ReviewFlag.objects.filter(source_key__in=sources).count()
+    # One INSERT each on PostgreSQL however many flags (no batch_size: batches would make the
+    # statement count grow with the rows; SQLite alone splits them, at its parameter cap).
+    ReviewFlag.objects.bulk_create(flags, ignore_conflicts=True)
     ReferenceHold.objects.bulk_create(
         [
             ReferenceHold(
@@ -202,11 +205,8 @@ def _insert_flags(organization: Organization, flags: list[ReviewFlag]) -> int:
             for flag in flags
         ],
         ignore_conflicts=True,
-        batch_size=1000,
     )
-    after = ReviewFlag.objects.filter(
-        reference_id__in={ref for ref, _ in keys}, source_key__in={key for _, key in keys}
-    ).count()
+    after = ReviewFlag.objects.filter(source_key__in=sources).count()
     return after - before
 
 
@@ -279,24 +279,27 @@ def incentive_words(*, organization: Organization) -> list[str]:
 def review_flag_text_scan(*, organization: Organization) -> int:
     """Flag references whose text, material or usage requests mention an incentive.
 
-    One query per word and place (so the count does not grow with rows);
-    the matching passage is quoted on the flag. Idempotent. Returns new flags.
+    One query per place, matching every word at once (so the count grows
+    with neither the rows nor the words, and each place is read once); the
+    matching passage is quoted on the flag. Idempotent. Returns new flags.
     """
     assert_current_organization(organization)
     words = incentive_words(organization=organization)
+    patterns = [(word, re.compile(re.escape(word), re.IGNORECASE)) for word in words]
     places: list[tuple[str, Any, tuple[str, ...], str]] = [
         ("reference", Reference.objects.all(), ("title", "summary"), "pk"),
         ("asset", ReferenceAsset.objects.all(), ("title", "text"), "reference_id"),
         ("usage_request", UsageRequest.objects.all(), ("purpose", "outcome_notes"), "reference_id"),
     ]
     flags = []
-    for word in words:
-        pattern = re.compile(re.escape(word), re.IGNORECASE)
-        for place, queryset, fields, reference_field in places:
-            match_any = Q()
+    for place, queryset, fields, reference_field in places:
+        match_any = Q()
+        for word in words:
             for field in fields:
                 match_any |= Q(**{f"{field}__icontains": word})
-            for row in queryset.filter(match_any).values("pk", reference_field, *fields):
+        for row in queryset.filter(match_any).values("pk", reference_field, *fields):
+            # The same flags, in the same order, as one query per word gave: per word, the first field that has it.
+            for word, pattern in patterns:
                 for field in fields:
                     found = pattern.search(row[field] or "")
                     if found is None:

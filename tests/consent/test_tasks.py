@@ -305,7 +305,8 @@ def test_the_expiry_task_runs_inside_its_organization(org_a, org_b) -> None:
 
 
 def due_states(organization: Organization, count: int) -> None:
-    """``count`` consents ending in five days (straight rows: the sweeps read only the states)."""
+    """``count`` consents ending in five days, each with its reference's grant (straight rows: the
+    sweeps read only the states and the grants)."""
     case = consent_case(organization)
     until = timezone.now() + timedelta(days=5)
     with tenant_context(organization):
@@ -324,6 +325,18 @@ def due_states(organization: Organization, count: int) -> None:
                     status="granted",
                     valid_until=until,
                     last_sequence=0,
+                )
+                for reference in references
+            ]
+        )
+        ReferenceScopeGrant.objects.bulk_create(
+            [
+                ReferenceScopeGrant(
+                    organization=organization,
+                    reference=reference,
+                    scope="quote",
+                    granted_until=until,
+                    source=f"consent:{reference.pk}:quote",
                 )
                 for reference in references
             ]
@@ -359,6 +372,10 @@ def test_the_sweeps_statement_count_does_not_grow_with_due_rows(org_a, org_b, sw
     (few, handled_few), (many, handled_many) = statements(org_a, sweep), statements(org_b, sweep)
 
     assert (handled_few, handled_many) == (5, 50)
+    if sweep is EXPIRE:  # the lapsed grants went too, in the same fixed number of statements
+        for organization in (org_a, org_b):
+            with tenant_context(organization):
+                assert not ReferenceScopeGrant.objects.filter(granted_until__lte=timezone.now() + timedelta(days=6))
     # The only growth allowed: Django splitting one bulk INSERT when the database caps its parameters
     # (SQLite's 999; one INSERT on PostgreSQL). The reminders' INSERT … SELECT never splits.
     extra = event_insert_batches(50) - event_insert_batches(5) if sweep is EXPIRE else 0

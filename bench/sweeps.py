@@ -1,0 +1,277 @@
+"""The nightly sweeps over the whole data set: seconds, database seconds, statements and rows (issue 6).
+
+    python -m bench.sweeps --template refmgr_bench_small --copy refmgr_bench_small_sweeps
+    python -m bench.sweeps --database-url postgres://postgres@127.0.0.1:5432/refmgr_bench_full_sweeps
+
+Each sweep runs exactly as beat runs it in production: ``fan_out``'s list of active organizations, then
+the same Celery task for each organization, executed in this process with ``Task.apply()`` (so
+``TenantTask`` loads the organization and enters its ``tenant_context``, as a worker would). The order
+is beat's: consent expiry (01:15), consent reminders (01:45), review flags (02:30). Each sweep runs a
+second time straight after the first; that run must find nothing new (idempotence) and shows the
+fixed cost of a night with nothing due.
+
+Sweeps change data: :func:`measure` must run on a throwaway copy of a benchmark database (the command
+line makes one with ``--template``/``--copy``), connected as the application role so row-level
+security is part of what is measured. Tasks enqueued on commit (reminder emails, the managers'
+digest) are published to an in-memory broker for the duration: the publish costs what it costs,
+and no message reaches a real queue where a worker could act on a benchmark copy.
+
+Database seconds are the sum of each statement's round trip as the application sees it (an execute
+wrapper around the driver call, inside the row-level security prefix, which travels in the same round
+trip); ``pg_stat_statements`` is not loaded on this server. COMMITs are not statements sent through a
+cursor, so their time is in the wall seconds only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.results import Result
+
+# Databases other people read: a sweep must never change them.
+SHARED_DATABASES = frozenset({"refmgr_bench_full", "refmgr_bench_small"})
+WALL_LIMIT_S = 10.0  # "no sweep over 10 s"
+REMINDER_DB_LIMIT_S = 2.0  # "the reminder sweep over 1,000,000 grants ≤ 2 s of database time"
+REMINDER_DB_WITH_OUTBOX_LIMIT_S = 5.0  # "… (≤ 5 s with its outbox rows)"
+
+
+@dataclass
+class StatementTimer:
+    """Counts and times every statement the connection sends, per organization."""
+
+    seconds: float = 0.0
+    statements: int = 0
+    per_organization: dict[int, int] = field(default_factory=dict)
+    current: int | None = None
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.statements += 1
+            if self.current is not None:
+                self.per_organization[self.current] = self.per_organization.get(self.current, 0) + 1
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    task_name: str
+    # What the sweep changed, counted across organizations before and after (outside the timing).
+    counts: dict[str, Callable[[], int]]
+    target: str
+    limit_db_s: float | None = None
+
+
+def _sweeps() -> list[Sweep]:
+    from consent.models import ConsentEvent, ConsentMessage, ConsentState
+    from references.models import ReferenceHold, ReferenceScopeGrant, ReviewFlag
+
+    return [
+        Sweep(
+            "consent expiry",
+            "consent.tasks.consent_expiry_sweep",
+            {
+                "expired events": lambda: ConsentEvent.all_tenants.filter(kind="expired").count(),
+                "expired states": lambda: ConsentState.all_tenants.filter(status="expired").count(),
+                "scope grants": lambda: ReferenceScopeGrant.all_tenants.count(),
+            },
+            f"≤ {WALL_LIMIT_S:g} s; statements do not grow with rows",
+        ),
+        Sweep(
+            "consent reminders",
+            "consent.tasks.consent_reminders_sweep",
+            {
+                "reminders": lambda: ConsentMessage.all_tenants.filter(kind="reminder").count(),
+                "outbox rows": lambda: ConsentMessage.all_tenants.count(),
+            },
+            f"db ≤ {REMINDER_DB_LIMIT_S:g} s (≤ {REMINDER_DB_WITH_OUTBOX_LIMIT_S:g} s with outbox rows); "
+            f"≤ {WALL_LIMIT_S:g} s",
+            limit_db_s=REMINDER_DB_WITH_OUTBOX_LIMIT_S,
+        ),
+        Sweep(
+            "review flags (incentives + text)",
+            "references.tasks.review_flags_sweep",
+            {
+                "flags": lambda: ReviewFlag.all_tenants.count(),
+                "holds": lambda: ReferenceHold.all_tenants.count(),
+            },
+            f"≤ {WALL_LIMIT_S:g} s; statements do not grow with rows",
+        ),
+    ]
+
+
+def _counts(sweep: Sweep) -> dict[str, int]:
+    from refmgr.tenancy.context import cross_organization
+
+    with cross_organization("bench: counting what a sweep changed, across organizations"):
+        return {name: count() for name, count in sweep.counts.items()}
+
+
+@contextmanager
+def _in_memory_broker() -> Iterator[None]:
+    """Publish on-commit tasks to kombu's in-memory transport while the sweeps run."""
+    from refmgr.celery import app
+
+    saved = app.conf.broker_url
+    app.conf.broker_url = "memory://"
+    app._pool = None  # the connection pools are built lazily from broker_url
+    app.amqp._producer_pool = None
+    try:
+        yield
+    finally:
+        app.conf.broker_url = saved
+        app._pool = None
+        app.amqp._producer_pool = None
+
+
+def _run_once(sweep: Sweep, run: int) -> Result:
+    from django.db import connection
+
+    from refmgr.celery import app
+    from refmgr.tenancy.models import Organization
+
+    app.loader.import_default_modules()  # autodiscovery, as `celery worker` does at start
+    task = app.tasks[sweep.task_name]
+    before = _counts(sweep)
+    timer = StatementTimer()
+    returned: dict[str, int] = {}
+    started = time.perf_counter()
+    with connection.execute_wrapper(timer):
+        # fan_out's own read, then one task per organization, as the worker would run them.
+        organization_ids = list(Organization.objects.filter(is_active=True).values_list("pk", flat=True))
+        for organization_id in organization_ids:
+            timer.current = organization_id
+            outcome = task.apply(kwargs={"organization_id": organization_id})
+            if outcome.failed():
+                raise RuntimeError(f"{sweep.task_name} failed for organization {organization_id}:\n{outcome.traceback}")
+            value = outcome.get()
+            for key, number in value.items() if isinstance(value, dict) else [("returned", value or 0)]:
+                returned[key] = returned.get(key, 0) + int(number)
+            timer.current = None
+    wall = time.perf_counter() - started
+    after = _counts(sweep)
+    changed = {name: after[name] - before[name] for name in before}
+    per_org = timer.per_organization.values()
+    met = wall <= WALL_LIMIT_S and (sweep.limit_db_s is None or timer.seconds <= sweep.limit_db_s)
+    rows = ", ".join(f"{name} {number:+,}" for name, number in changed.items())
+    note = (
+        f"{len(organization_ids)} orgs; {timer.statements:,} statements "
+        f"({min(per_org, default=0)} to {max(per_org, default=0)} per org); {rows}"
+    )
+    if sweep.limit_db_s is not None:
+        note += f"; db {'≤' if timer.seconds <= REMINDER_DB_LIMIT_S else '>'} {REMINDER_DB_LIMIT_S:g} s"
+    return Result(
+        section="sweeps",
+        name=f"{sweep.name}, {'first run' if run == 1 else 'second run (nothing new)'}",
+        value=round(wall, 3),
+        unit="s",
+        target=sweep.target,
+        met=met,
+        note=note,
+        extra={
+            "wall_s": round(wall, 3),
+            "db_s": round(timer.seconds, 3),
+            "statements": float(timer.statements),
+            "statements_per_org_min": float(min(per_org, default=0)),
+            "statements_per_org_max": float(max(per_org, default=0)),
+            "organizations": float(len(organization_ids)),
+            **{f"rows: {name}": float(number) for name, number in changed.items()},
+            **{f"returned: {name}": float(number) for name, number in returned.items()},
+        },
+    )
+
+
+def measure() -> list[Result]:
+    """Run every sweep twice over all organizations; Django must already be connected, as the
+    application role, to a throwaway copy of a benchmark database."""
+    return list(measure_each())
+
+
+def measure_each() -> Iterator[Result]:
+    """:func:`measure`, one result at a time (the command line prints each as it comes)."""
+    from django.db import connection
+
+    name = connection.settings_dict["NAME"]
+    if connection.vendor != "postgresql" or name in SHARED_DATABASES or not str(name).startswith("refmgr_bench"):
+        raise RuntimeError(f"bench.sweeps changes data: run it on a throwaway refmgr_bench* copy, not {name!r}")
+    with _in_memory_broker():
+        for sweep in _sweeps():
+            yield _run_once(sweep, 1)
+            yield _run_once(sweep, 2)
+
+
+# --- Command line: make the copy, connect as the application role, print the rows ------------------
+
+
+def _copy_database(url: str, template: str, copy: str) -> str:
+    """Drop ``copy`` if it exists and create it from ``template``; returns the copy's URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg2
+    from psycopg2 import sql
+
+    if copy in SHARED_DATABASES or not copy.startswith("refmgr_bench") or copy == template:
+        raise SystemExit(f"--copy must be a new refmgr_bench* name, not {copy!r}")
+    parts = urlsplit(url)
+    maintenance = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")))
+    maintenance.autocommit = True
+    try:
+        with maintenance.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(copy)))
+            # Fails while anyone is connected to the template: wait for them rather than force it.
+            cursor.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(copy), sql.Identifier(template))
+            )
+    finally:
+        maintenance.close()
+    return urlunsplit(parts._replace(path=f"/{copy}"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.sweeps", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/refmgr_bench_small_sweeps")
+    parser.add_argument("--template", help="create the database of --database-url (or --copy) from this one first")
+    parser.add_argument("--copy", help="the throwaway database's name (with --template)")
+    args = parser.parse_args(argv)
+    url = args.database_url
+    if args.template:
+        url = _copy_database(url, args.template, args.copy or url.rsplit("/", 1)[1])
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "refmgr.settings.local")
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection
+    from django.db.backends.signals import connection_created
+
+    def as_app_role(sender: Any, connection: Any, **kwargs: Any) -> None:
+        # The owner migrated and copied the data; the sweeps run as production does, under RLS.
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET ROLE {settings.DATABASE_APP_ROLE}")
+
+    logging.getLogger("celery").setLevel(logging.WARNING)  # one INFO line per organization and task otherwise
+    connection_created.connect(as_app_role, dispatch_uid="bench.sweeps.app_role")
+    connection.ensure_connection()
+    for result in measure_each():
+        extra = result.extra
+        print(
+            f"{result.name:<58} wall {extra['wall_s']:7.3f} s  db {extra['db_s']:7.3f} s  "
+            f"{int(extra['statements']):>7,} stmts  {'met' if result.met else 'MISSED'}\n    {result.note}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
