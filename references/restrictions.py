@@ -9,9 +9,9 @@ unrestricted reference is visible to every member, as before.
 The permission rows live in guardian's *direct foreign-key* models
 (``ReferenceUserObjectPermission`` / ``ReferenceGroupObjectPermission``),
 which are tenant-owned: their default manager is scoped to the current
-organization and PostgreSQL row-level security guards them. Guardian's own
-API does the work: ``get_objects_for_user`` builds the subquery for lists and
-``user.has_perm(perm, obj)`` (guardian's backend) answers for one object.
+organization and PostgreSQL row-level security guards them. Lists read those
+rows through two EXISTS subqueries (``restriction_filter``); guardian's backend
+(``user.has_perm(perm, obj)``) answers for one object.
 
 This never replaces organization scoping: every queryset it narrows already
 comes from a scoped manager, so a permission could never reach across
@@ -22,12 +22,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Exists, Q
-from guardian.shortcuts import get_objects_for_user
+from django.db.models import Exists, OuterRef, Q
 
 from refmgr.tenancy.models import Membership, Role
 
-from .models import Reference
+from .models import Reference, ReferenceGroupObjectPermission, ReferenceUserObjectPermission
 
 PERMISSION_CODENAME = "view_restricted_reference"
 PERMISSION = f"references.{PERMISSION_CODENAME}"
@@ -45,23 +44,24 @@ def restriction_filter(*, user: Any) -> Q:
     Builds subqueries only (no query runs here), so a list costs the same
     number of queries whatever the restrictions. Must be used inside an
     organization context, on a queryset that is already organization-scoped.
+
+    It reads guardian's direct foreign-key rows itself, as two EXISTS, rather
+    than through ``get_objects_for_user``: the same rows and the same answer,
+    but guardian's generic builder cost about 10 ms of Python per catalogue
+    request and a subquery PostgreSQL took longer to plan (issue 6).
     """
     if not _is_usable_user(user):
         return Q(restricted=False)
     if user.is_superuser:
         return Q()
     manages = Exists(Membership.objects.filter(user=user, is_active=True, role__in=MANAGING_ROLES))
-    # Object permissions only: a global `view_restricted_reference` would span
-    # organizations, so guardian is told not to honour global permissions.
-    permitted = get_objects_for_user(
-        user,
-        PERMISSION_CODENAME,
-        klass=Reference.objects.filter(restricted=True),
-        use_groups=True,
-        with_superuser=False,
-        accept_global_perms=False,
+    # Object permissions only: a global `view_restricted_reference` would span organizations.
+    permission = {"permission__codename": PERMISSION_CODENAME, "permission__content_type__app_label": "references"}
+    by_user = ReferenceUserObjectPermission.objects.filter(content_object=OuterRef("pk"), user=user, **permission)
+    by_group = ReferenceGroupObjectPermission.objects.filter(
+        content_object=OuterRef("pk"), group__user=user, **permission
     )
-    return Q(restricted=False) | Q(manages) | Q(pk__in=permitted.values("pk"))
+    return Q(restricted=False) | Q(manages) | Q(Exists(by_user)) | Q(Exists(by_group))
 
 
 def reference_visible(reference: Reference, user: Any) -> bool:

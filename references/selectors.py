@@ -218,7 +218,9 @@ def _catalogue_filter(references: QuerySet[Reference], filters: CatalogueFilters
                 Exists(ReferenceLabel.objects.filter(reference=OuterRef("pk"), kind=kind, value=value))
             )
     if filters.scope:
-        references = references.filter(reference_usable_filter(scope=filters.scope))
+        # The catalogue is already usable (active, no open hold): the chosen scope's grant must be current.
+        grants = ReferenceScopeGrant.objects.filter(reference=OuterRef("pk"), scope=filters.scope)
+        references = references.filter(Exists(grants.filter(granted_until__gt=timezone.now())))
     return references
 
 

@@ -121,6 +121,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Named (server-side) cursors would outlive the per-statement organization
     # setting (refmgr/tenancy/rls.py) and break behind a transaction pooler.
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    # No JIT: its compile time (110 ms measured on a catalogue search in the 100,000-reference
+    # benchmark organization) dwarfs these short queries, whose row estimates under row-level
+    # security are rough enough to cross the JIT cost threshold (issue 6, docs/benchmarks.md).
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options["options"] = f"{options.get('options', '')} -c jit=off".strip()
 else:
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
