@@ -223,14 +223,16 @@ class ReferenceUserPermissionAdmin(ReadOnlyTenantAdmin):
 
     list_display = ("content_object", "user", "permission", "created_at")
     search_fields = ("content_object__title", "user__username")
-    list_select_related = ("content_object", "user", "permission", "organization")
+    # A permission's str() names its content type: join it, or it is a query per row.
+    list_select_related = ("content_object", "user", "permission__content_type", "organization")
 
 
 @admin.register(ReferenceGroupObjectPermission)
 class ReferenceGroupPermissionAdmin(ReadOnlyTenantAdmin):
     list_display = ("content_object", "group", "permission", "created_at")
     search_fields = ("content_object__title", "group__name")
-    list_select_related = ("content_object", "group", "permission", "organization")
+    # A permission's str() names its content type: join it, or it is a query per row.
+    list_select_related = ("content_object", "group", "permission__content_type", "organization")
 
 
 @admin.register(Incentive)
