@@ -70,8 +70,9 @@ SLUG = "perf"
 # --- What is measured -------------------------------------------------------------------------------
 
 # HTML list pages: URL name (with the query string, where one view lists several things) -> (who asks,
-# query string). The catalogue is the salesperson's page;
-# its keyset pagination is the lead's, so only its first page is counted (as the brief for this test asks).
+# query string). Each list's first page is counted: the catalogue and the references API page by keyset
+# cursors, so a later page is only reachable through the link a response gives, and it runs the same
+# statements as the first.
 HTML_LISTS: dict[str, tuple[str, dict[str, str]]] = {
     "references:catalogue": ("bob", {}),
     "references:my_requests": ("bob", {}),
@@ -550,17 +551,17 @@ def _assert_constant(measured: dict[str, tuple[Measure, Measure]], name: str) ->
 
 
 @pytest.mark.parametrize("name", list(HTML_LISTS))
-def test_the_page_lists_in_constant_measure_one(measured: dict[str, tuple[Measure, Measure]], name: str) -> None:
+def test_the_page_lists_in_constant_queries(measured: dict[str, tuple[Measure, Measure]], name: str) -> None:
     _assert_constant(measured, f"html {name}")
 
 
 @pytest.mark.parametrize("basename", list(API_LISTS))
-def test_the_api_lists_in_constant_measure_one(measured: dict[str, tuple[Measure, Measure]], basename: str) -> None:
+def test_the_api_lists_in_constant_queries(measured: dict[str, tuple[Measure, Measure]], basename: str) -> None:
     _assert_constant(measured, f"api {basename}")
 
 
 @pytest.mark.parametrize("label", list(ADMIN_LISTS))
-def test_the_admin_lists_in_constant_measure_one(measured: dict[str, tuple[Measure, Measure]], label: str) -> None:
+def test_the_admin_lists_in_constant_queries(measured: dict[str, tuple[Measure, Measure]], label: str) -> None:
     _assert_constant(measured, f"admin {label}")
 
 
