@@ -16,8 +16,8 @@ rows are validated again on confirm, because the data may have changed.
 
 from __future__ import annotations
 
-import base64
 import csv
+import hashlib
 import io
 import secrets
 import time
@@ -27,28 +27,45 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from refmgr.audit.services import record
+from refmgr.audit.services import record, record_many
 from refmgr.common.exceptions import ApplicationError
 from refmgr.tenancy.admin import FORMULA_PREFIXES, csv_safe
 from refmgr.tenancy.context import assert_current_organization
 from refmgr.tenancy.models import Organization
 
 from . import services
-from .models import Account, Contact, LabelKind, Publication, Reference, SizeBand
+from .models import Account, Contact, LabelKind, Publication, Reference, ReferenceLabel, SizeBand
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
     from django.contrib.sessions.backends.base import SessionBase
 
-MAX_BYTES = 5 * 1024 * 1024
+# 100,000 references with summaries are about 35 MB of CSV (bench/importcsv.py).
+MAX_BYTES = 64 * 1024 * 1024
+# Accounts, contacts (and incentives) go row by row through their services: 10,000 rows at most.
 MAX_ROWS = 10_000
+# References are validated in Python against lookups loaded once and written in bulk (issue 6: 100,000 rows ≤ 30 s).
+MAX_REFERENCE_ROWS = 100_000
+# Rows written per INSERT statement: about 15 parameters a reference keeps it well under PostgreSQL's 65,535.
+BATCH_SIZE = 2_000
+LABEL_BATCH_SIZE = 6_000  # six parameters a label
+# A confirmed import that created this many references refreshes the planner's statistics at once
+# (docs/known-limitations.md "Performance"): autovacuum would wait for 10 % of the table to change.
+ANALYZE_AFTER_ROWS = 1_000
+# The report lists every row with errors up to this many, then a count; valid rows likewise.
+REPORT_MAX_ERRORS = 1_000
+REPORT_MAX_VALID = 500
 SESSION_KEY = "refmgr_reference_imports"
 # A user rarely has more than one import open; older ones are dropped so the session stays small.
 MAX_STASHED = 2
 STASH_MAX_AGE_SECONDS = 60 * 60
+# Stashed files live in the private default storage (MEDIA_ROOT, not served), per organization.
+STASH_FOLDER = "imports"
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "accounts": ("name", "industry", "region", "size_band", "website", "crm_id"),
@@ -134,13 +151,14 @@ def import_parse(*, kind: str, text: str) -> ParsedFile:
             raise ImportFileError(_("The file is empty."), field="file")
         columns = [_column_key(h) for h in header]
         _check_header(kind, columns)
+        limit = max_rows(kind)
         rows: list[tuple[int, dict[str, str], list[str]]] = []
         for index, cells in enumerate(reader, start=2):
             if not any(cell.strip() for cell in cells):
                 continue
-            if len(rows) >= MAX_ROWS:
+            if len(rows) >= limit:
                 raise ImportFileError(
-                    _("The file has more than %(max)s rows. Split it into smaller files.") % {"max": f"{MAX_ROWS:,}"},
+                    _("The file has more than %(max)s rows. Split it into smaller files.") % {"max": f"{limit:,}"},
                     field="file",
                 )
             problems = []
@@ -163,6 +181,11 @@ def import_parse(*, kind: str, text: str) -> ParsedFile:
     if not rows:
         raise ImportFileError(_("The file has a header but no rows."), field="file")
     return ParsedFile(kind=kind, columns=columns, rows=rows)
+
+
+def max_rows(kind: str) -> int:
+    """How many rows a file of ``kind`` may have: references are written in bulk, the others row by row."""
+    return MAX_REFERENCE_ROWS if kind == "references" else MAX_ROWS
 
 
 def _check_header(kind: str, columns: list[str]) -> None:
@@ -237,6 +260,31 @@ class ImportReport:
     def all_valid(self) -> bool:
         return all(row.ok for row in self.rows)
 
+    # What the page lists: a report of 100,000 rows would be a page of tens of megabytes.
+    @property
+    def invalid_listed(self) -> list[RowResult]:
+        """The rows with errors the page lists, in file order: all of them up to REPORT_MAX_ERRORS."""
+        return self.invalid[:REPORT_MAX_ERRORS]
+
+    @property
+    def invalid_unlisted(self) -> int:
+        return max(0, len(self.invalid) - REPORT_MAX_ERRORS)
+
+    @property
+    def valid_listed(self) -> list[RowResult]:
+        """The first REPORT_MAX_VALID valid rows, in file order."""
+        listed: list[RowResult] = []
+        for row in self.rows:
+            if len(listed) >= REPORT_MAX_VALID:
+                break
+            if row.ok:
+                listed.append(row)
+        return listed
+
+    @property
+    def valid_unlisted(self) -> int:
+        return max(0, self.valid_count - REPORT_MAX_VALID)
+
 
 class _RowError(Exception):
     def __init__(self, column: str, message: str) -> None:
@@ -257,35 +305,17 @@ def import_run(
 
     ``commit=False`` is the preview. With ``commit=True`` the file is written
     when every row is valid, or, with ``valid_only=True``, the valid rows
-    are; otherwise nothing is. One transaction either way.
+    are; otherwise nothing is. One transaction either way. A confirmed
+    import that created many references refreshes the planner's statistics
+    once it has committed (:func:`import_analyze`).
     """
     assert_current_organization(organization)
-    apply_row = _APPLY[parsed.kind]
     report = ImportReport(kind=parsed.kind, rows=[])
-    seen: dict[str, int] = {}
     with transaction.atomic():
-        for number, values, problems in parsed.rows:
-            result = RowResult(number=number, values=values)
-            report.rows.append(result)
-            for problem in problems:
-                result.add(None, problem)
-            _check_required(parsed.kind, result)
-            if not result.ok:
-                continue
-            try:
-                # One savepoint a row: a refused row leaves no trace, the next one carries on.
-                with transaction.atomic():
-                    result.action = apply_row(organization=organization, actor=actor, values=values, seen=seen)
-                    seen_key = _row_key(parsed.kind, values)
-                    seen.setdefault(seen_key, number)
-            except _RowError as error:
-                result.add(error.column, error.message)
-            except ApplicationError as error:
-                _add_application_error(result, error)
-            except ValidationError as error:
-                for name, messages in error.message_dict.items():
-                    for message in messages:
-                        result.add(_FIELD_TO_COLUMN.get(name, name), message)
+        if parsed.kind == "references":
+            _ReferenceImport(organization=organization, actor=actor).run(parsed, report)
+        else:
+            _run_row_by_row(organization=organization, actor=actor, parsed=parsed, report=report)
         report.committed = commit and (report.all_valid or valid_only) and report.valid_count > 0
         if report.committed:
             record(
@@ -302,7 +332,260 @@ def import_run(
             )
         else:
             transaction.set_rollback(True)
+    if report.committed and parsed.kind == "references" and report.created >= ANALYZE_AFTER_ROWS:
+        # After the commit (of the outermost transaction, if the caller holds one): the statistics
+        # then count the new rows, and ANALYZE's lock is not held for the rest of a long transaction.
+        transaction.on_commit(import_analyze)
     return report
+
+
+def _start_row(kind: str, number: int, values: dict[str, str], problems: list[str], report: ImportReport) -> RowResult:
+    result = RowResult(number=number, values=values)
+    report.rows.append(result)
+    for problem in problems:
+        result.add(None, problem)
+    _check_required(kind, result)
+    return result
+
+
+def _add_error(result: RowResult, error: Exception) -> None:
+    """Put a refused row's error in the report, under the CSV column the user sees."""
+    if isinstance(error, _RowError):
+        result.add(error.column, error.message)
+    elif isinstance(error, ApplicationError):
+        _add_application_error(result, error)
+    elif isinstance(error, ValidationError):
+        for name, messages in error.message_dict.items():
+            for message in messages:
+                result.add(_FIELD_TO_COLUMN.get(name, name), message)
+    else:
+        raise error
+
+
+def _run_row_by_row(
+    *, organization: Organization, actor: AbstractBaseUser | None, parsed: ParsedFile, report: ImportReport
+) -> None:
+    """Accounts and contacts: every row through the ordinary services, each in its own savepoint."""
+    apply_row = _APPLY[parsed.kind]
+    seen: dict[str, int] = {}
+    for number, values, problems in parsed.rows:
+        result = _start_row(parsed.kind, number, values, problems, report)
+        if not result.ok:
+            continue
+        try:
+            # One savepoint a row: a refused row leaves no trace, the next one carries on.
+            with transaction.atomic():
+                result.action = apply_row(organization=organization, actor=actor, values=values, seen=seen)
+                seen.setdefault(_row_key(parsed.kind, values), number)
+        except (_RowError, ApplicationError, ValidationError) as error:
+            _add_error(result, error)
+
+
+class _ReferenceImport:
+    """References, set-based: what ``services.reference_create`` checks and writes, for 100,000 rows.
+
+    Row by row, an import of references cost about ten statements a row (lookups, the
+    foreign-key checks of ``full_clean``, a savepoint, the insert, each kind of label, the
+    audit event): 100,000 rows took most of an hour. Here the lookups are loaded once (the
+    organization's accounts and contacts, and the references of the accounts the file names),
+    every row is checked in Python in file order with the service's own functions
+    (``labels_parse``, ``_reference_check``, ``_full_clean``) so the report is the same, and
+    the new references, their labels and their ``reference.created`` audit events are written
+    with one INSERT per table and batch. ``reference_create`` sends no signal, so there is none
+    to send here either; the search document is filled by the database's triggers (migration
+    0006), per batch. Rows that match an existing reference still go through
+    ``services.reference_update`` in a savepoint each, because an update can be refused by
+    consent (signals) and replaces labels: those rows cost what they cost in the UI.
+
+    Differences from applying the rows one by one: names and emails are compared with
+    ``str.casefold()`` in Python rather than the database's ``UPPER()`` (they differ only on
+    a few non-ASCII letters), and a row whose account and title match a reference created by
+    an earlier row of the same file (the account once by name, once by CRM id) is reported as
+    the same as that row instead of updating the reference just created.
+    """
+
+    def __init__(self, *, organization: Organization, actor: AbstractBaseUser | None) -> None:
+        self.organization = organization
+        self.actor = actor
+        # The owner is the importing user, as the UI's reference_create(owner=actor) makes it.
+        self.owner = actor if actor is not None and actor.is_authenticated else None
+        self.publications = _publication_choices()
+
+    def run(self, parsed: ParsedFile, report: ImportReport) -> None:
+        self._load(parsed)
+        seen: dict[str, int] = {}
+        # (account id, casefolded title) of references this file creates → the row creating it.
+        creating: dict[tuple[int, str], int] = {}
+        pending: list[tuple[Reference, dict[str, list[str]]]] = []
+        for number, values, problems in parsed.rows:
+            result = _start_row("references", number, values, problems, report)
+            if not result.ok:
+                continue
+            try:
+                created = self._check_row(values, seen, creating, number)
+                if created is None:
+                    with transaction.atomic():
+                        self._update(values)
+                    result.action = "update"
+                else:
+                    pending.append(created)
+                    creating[(created[0].account_id, values["title"].casefold())] = number
+                    result.action = "create"
+                seen.setdefault(_row_key("references", values), number)
+            except (_RowError, ApplicationError, ValidationError) as error:
+                _add_error(result, error)
+            # Written as the batches fill, so memory holds one batch of objects, not the file's. No
+            # later row's check reads these rows back: they are known from ``creating`` above.
+            if len(pending) >= BATCH_SIZE:
+                self._create(pending)
+                pending = []
+        if pending:
+            self._create(pending)
+
+    def _load(self, parsed: ParsedFile) -> None:
+        """The lookups every row needs, in a number of queries that does not depend on the rows."""
+        # Account: by CRM id, else by name, case-insensitively; the first in the default ordering,
+        # as ``_account_lookup``'s ``.first()`` takes it.
+        self.accounts_by_crm: dict[str, int] = {}
+        self.accounts_by_name: dict[str, int] = {}
+        for pk, name, crm_id in Account.objects.order_by("name", "pk").values_list("pk", "name", "crm_id"):
+            if crm_id:
+                self.accounts_by_crm.setdefault(crm_id, pk)
+            self.accounts_by_name.setdefault(name.casefold(), pk)
+        emails = {values["advocate_email"].casefold() for _n, values, _p in parsed.rows if values.get("advocate_email")}
+        # Only the contacts the file names (the organization may have many more).
+        self.contacts: dict[str, tuple[int, int, int]] = {}
+        contacts = Contact.objects.order_by("name", "pk").values_list("pk", "email", "account_id", "organization_id")
+        for pk, email, account_id, organization_id in contacts.iterator(chunk_size=BATCH_SIZE):
+            if email.casefold() in emails:
+                self.contacts.setdefault(email.casefold(), (pk, account_id, organization_id))
+        # Existing references of the accounts the file names, newest first (``Reference``'s
+        # default ordering, which ``.first()`` follows): a match is an update.
+        account_ids = sorted(
+            {pk for _n, values, _p in parsed.rows if (pk := self._account_id(values.get("account", ""))) is not None}
+        )
+        self.existing: dict[tuple[int, str], int] = {}
+        for start in range(0, len(account_ids), BATCH_SIZE * 5):
+            references = Reference.objects.filter(account_id__in=account_ids[start : start + BATCH_SIZE * 5])
+            for pk, account_id, title in references.order_by("-updated_at", "-id").values_list(
+                "pk", "account_id", "title"
+            ):
+                self.existing.setdefault((account_id, title.casefold()), pk)
+
+    def _account_id(self, value: str) -> int | None:
+        if not value:
+            return None
+        found = self.accounts_by_crm.get(value)
+        return found if found is not None else self.accounts_by_name.get(value.casefold())
+
+    def _check_row(
+        self, values: dict[str, str], seen: dict[str, int], creating: dict[tuple[int, str], int], number: int
+    ) -> tuple[Reference, dict[str, list[str]]] | None:
+        """The reference a valid new row creates, with its labels; None for an update; raises for an error.
+
+        Checks in the order ``_apply_reference`` and ``reference_create`` make them, so the
+        first problem reported is the same one.
+        """
+        _check_duplicate("references", values, seen)
+        account_id = self._account_id(values["account"])
+        if account_id is None:
+            raise _RowError("account", _("No account with this name or CRM id."))
+        fields: dict[str, Any] = {"account_id": account_id, "title": values["title"]}
+        if "summary" in values:
+            fields["summary"] = values["summary"]
+        if values.get("publication"):
+            fields["publication"] = _choice(values["publication"], self.publications, "publication")
+        advocate = None
+        if values.get("advocate_email"):
+            advocate = self.contacts.get(values["advocate_email"].casefold())
+            if advocate is None:
+                raise _RowError("advocate_email", _("No contact with this email."))
+        key = (account_id, values["title"].casefold())
+        earlier = creating.get(key)
+        if earlier is not None:
+            raise _RowError("title", _("Same as row %(row)d of this file.") % {"row": earlier})
+        if key in self.existing:
+            return None
+        # What reference_create does, in its order: labels, then parties, then the model's own validation.
+        for name in ("title", "summary"):
+            if name in fields:
+                fields[name] = (fields[name] or "").strip()
+        labels = {
+            kind: services.labels_parse(values.get(name), field=name) for name, kind in services._LABEL_FIELDS.items()
+        }
+        if advocate is not None:
+            advocate_id, advocate_account_id, advocate_organization_id = advocate
+            if advocate_organization_id != self.organization.pk:
+                raise ApplicationError("Choose one of the listed options.", field="advocate")
+            if advocate_account_id != account_id:
+                raise ApplicationError("The advocate must be a contact of this reference's account.", field="advocate")
+            fields["advocate_id"] = advocate_id
+        reference = Reference(organization=self.organization, owner=self.owner, **fields)
+        # The foreign keys are not checked again: the account and the advocate were just found
+        # through the organization's scoped managers and the owner is the signed-in user, so
+        # full_clean's query for each (three a row) would only repeat that.
+        services._full_clean(reference, exclude=["organization", "account", "advocate", "owner"])
+        return reference, labels
+
+    def _update(self, values: dict[str, str]) -> None:
+        """An existing reference, through the service (labels replaced, consent told of changes)."""
+        account = Account.objects.get(pk=self._account_id(values["account"]))
+        existing = Reference.objects.get(pk=self.existing[(account.pk, values["title"].casefold())])
+        fields: dict[str, Any] = {"account": account, "title": values["title"]}
+        if "summary" in values:
+            fields["summary"] = values["summary"]
+        if values.get("publication"):
+            fields["publication"] = _choice(values["publication"], self.publications, "publication")
+        if "advocate_email" in values:
+            advocate = None
+            if values["advocate_email"]:
+                advocate = Contact.objects.get(pk=self.contacts[values["advocate_email"].casefold()][0])
+            fields["advocate"] = advocate
+        for column in ("products", "use_cases", "tags"):
+            if column in values:
+                fields[column] = values[column]
+        services.reference_update(organization=self.organization, reference=existing, actor=self.actor, **fields)
+
+    def _create(self, batch: list[tuple[Reference, dict[str, list[str]]]]) -> None:
+        """One batch: the references, then their labels, then one ``reference.created`` event each."""
+        references = Reference.objects.bulk_create([reference for reference, _labels in batch])
+        ReferenceLabel.objects.bulk_create(
+            [
+                ReferenceLabel(organization=self.organization, reference=reference, kind=kind, value=value)
+                for reference, labels in batch
+                for kind, values_of_kind in labels.items()
+                for value in values_of_kind
+            ],
+            batch_size=LABEL_BATCH_SIZE,
+        )
+        record_many(
+            organization=self.organization,
+            actor=self.actor,
+            action="reference.created",
+            events=(
+                (reference, {"account": reference.account_id, **{k: v for k, v in labels.items() if v}})
+                for reference, (_same, labels) in zip(references, batch, strict=True)
+            ),
+            batch_size=BATCH_SIZE,
+        )
+
+
+def import_analyze() -> None:
+    """Refresh the planner's statistics of the tables a large import filled.
+
+    Right after a bulk insert, before autovacuum's ANALYZE (which waits for 10 % of a table
+    to change), the catalogue's queries were planned for the old row counts: 27 s for a
+    page, measured (docs/known-limitations.md). Only a table's owner may ANALYZE it, and the
+    application role is not the owner, so on PostgreSQL this calls ``refmgr_analyze_import()``,
+    a SECURITY DEFINER function the owner created in migration 0007 that analyzes exactly
+    the import's tables. SQLite has no planner statistics worth the time.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT refmgr_analyze_import()")
 
 
 def _add_application_error(result: RowResult, error: ApplicationError) -> None:
@@ -426,44 +709,91 @@ def _publication_choices() -> list[tuple[str, str]]:
     return [*Publication.choices, ("internal_only", "internal only"), ("anonymised", "anonymized")]
 
 
+# References are imported by ``_ReferenceImport``; ``_apply_reference`` stays as the row-by-row
+# definition that the set-based path must agree with, row for row (tests/references/test_imports.py).
 _APPLY = {"accounts": _apply_account, "contacts": _apply_contact, "references": _apply_reference}
 
 
 # --- Keeping the file between preview and confirm ----------------------------------------------------
 
 
+def _stash_folder(organization: Organization) -> str:
+    return f"{STASH_FOLDER}/{organization.pk}"
+
+
 def import_stash(*, session: SessionBase, organization: Organization, kind: str, text: str, filename: str) -> str:
-    """Keep the decoded file in the (server-side) session; returns the token the confirm form carries."""
+    """Keep the decoded file server-side, compressed; returns the token the confirm form carries.
+
+    The file goes to the private storage (``default_storage``, never served by a URL) under a
+    name derived from the token; the session holds only the token and a few fields. A file of
+    100,000 rows is some 35 MB: kept in the session, it would be read and written back with
+    every request the user makes.
+    """
     token = secrets.token_urlsafe(16)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    name = default_storage.save(
+        f"{_stash_folder(organization)}/{digest}.csv.z", ContentFile(zlib.compress(text.encode(), 6))
+    )
     stash: dict[str, Any] = dict(session.get(SESSION_KEY) or {})
     stash[token] = {
         "organization": organization.pk,
         "kind": kind,
         "filename": filename[:200],
         "created": time.time(),
-        "data": base64.b64encode(zlib.compress(text.encode(), 6)).decode("ascii"),
+        "file": name,
     }
     newest = sorted(stash, key=lambda key: stash[key]["created"])[-MAX_STASHED:]
+    for key in set(stash) - set(newest):
+        _delete_file(stash[key])
     session[SESSION_KEY] = {key: stash[key] for key in newest}
+    _delete_expired(organization)
     return token
 
 
 def import_unstash(*, session: SessionBase, organization: Organization, token: str) -> tuple[str, str, str] | None:
     """(kind, text, filename) of a stashed import of this organization, or None when gone or expired."""
     entry = (session.get(SESSION_KEY) or {}).get(token)
-    if not isinstance(entry, dict) or entry.get("organization") != organization.pk:
+    if not isinstance(entry, dict) or entry.get("organization") != organization.pk or "file" not in entry:
         return None
     if time.time() - entry.get("created", 0) > STASH_MAX_AGE_SECONDS:
         import_discard(session=session, token=token)
         return None
-    text = zlib.decompress(base64.b64decode(entry["data"])).decode()
+    try:
+        with default_storage.open(entry["file"], "rb") as stored:
+            text = zlib.decompress(stored.read()).decode()
+    except FileNotFoundError:
+        return None
     return entry["kind"], text, entry["filename"]
 
 
 def import_discard(*, session: SessionBase, token: str) -> None:
     stash = dict(session.get(SESSION_KEY) or {})
-    if stash.pop(token, None) is not None:
+    entry = stash.pop(token, None)
+    if entry is not None:
         session[SESSION_KEY] = stash
+        _delete_file(entry)
+
+
+def _delete_file(entry: Any) -> None:
+    if isinstance(entry, dict) and entry.get("file"):
+        default_storage.delete(entry["file"])
+
+
+def _delete_expired(organization: Organization) -> None:
+    """Remove the organization's stashed files nobody confirmed within the hour (abandoned previews)."""
+    folder = _stash_folder(organization)
+    try:
+        _folders, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    cutoff = time.time() - STASH_MAX_AGE_SECONDS
+    for file in files:
+        name = f"{folder}/{file}"
+        try:
+            if default_storage.get_modified_time(name).timestamp() < cutoff:
+                default_storage.delete(name)
+        except FileNotFoundError:
+            continue  # removed meanwhile by another request
 
 
 # --- Export -----------------------------------------------------------------------------------------

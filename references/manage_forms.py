@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from refmgr.tenancy.forms import ServiceErrorFormMixin
 from refmgr.tenancy.models import Membership
 
-from .imports import COLUMNS, KIND_LABELS, MAX_BYTES
+from .imports import COLUMNS, KIND_LABELS, MAX_BYTES, MAX_REFERENCE_ROWS, MAX_ROWS
 from .models import Account, AssetKind, Contact, Reference, ReferenceSettings
 
 
@@ -166,7 +166,10 @@ class ImportUploadForm(ServiceErrorFormMixin, forms.Form):
     )
     file = forms.FileField(
         label=_("CSV file"),
-        help_text=_("UTF-8 CSV with a header row, up to %(mb)d MB and 10,000 rows.") % {"mb": MAX_BYTES // 1048576},
+        help_text=_(
+            "UTF-8 CSV with a header row, up to %(mb)d MB: %(references)s references, or %(rows)s accounts or contacts."
+        )
+        % {"mb": MAX_BYTES // 1048576, "references": f"{MAX_REFERENCE_ROWS:,}", "rows": f"{MAX_ROWS:,}"},
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
 

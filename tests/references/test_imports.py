@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from references import imports
@@ -14,6 +17,12 @@ from references.models import Account, Contact, Reference, ReferenceLabel
 from refmgr.audit.models import AuditEvent
 from refmgr.tenancy.context import tenant_context
 from tests.factories.references import AccountFactory, ContactFactory, ReferenceFactory
+
+
+@pytest.fixture(autouse=True)
+def _private_storage(settings, tmp_path):
+    # Stashed files (between preview and confirm) go to the default storage: keep them per test.
+    settings.MEDIA_ROOT = tmp_path
 
 
 def url(name: str, slug: str = "acme") -> str:
@@ -184,15 +193,223 @@ def test_it_refuses_files_over_the_size_and_row_limits(client, carol, org_a, set
     client.force_login(carol)
     big = b"name\n" + b"x" * (imports.MAX_BYTES + 1)
     response = upload(client, "accounts", big)
-    assert "larger than 5 MB" in " ".join(response.context["upload_form"].errors["file"])
+    assert f"larger than {imports.MAX_BYTES // 1048576} MB" in " ".join(response.context["upload_form"].errors["file"])
     many = "name\n" + "".join(f"A{i}\n" for i in range(imports.MAX_ROWS + 1))
     response = upload(client, "accounts", many)
     assert "more than 10,000 rows" in " ".join(response.context["upload_form"].errors["file"])
+    # References are written in bulk: ten times as many rows, and no more.
+    references = "account,title\n" + "".join(f"A,T{i}\n" for i in range(imports.MAX_REFERENCE_ROWS + 1))
+    response = upload(client, "references", references)
+    assert "more than 100,000 rows" in " ".join(response.context["upload_form"].errors["file"])
 
 
 def test_it_refuses_import_to_sales(client, bob, org_a):
     client.force_login(bob)
     assert upload(client, "accounts", "name\nX\n").status_code == 403
+
+
+# --- References in bulk (issue 6: 100,000 rows in ≤ 30 s) --------------------------------------------
+
+REFERENCE_HEADER = "account,advocate_email,title,summary,publication,products,use_cases,tags\n"
+
+
+def _reference_rows(count: int, start: int = 0) -> str:
+    return "".join(
+        f"Globex,ann@globex.example,Story {n},Summary {n},attributed,Ledger; Close,Audit,{'emea' if n % 2 else ''}\n"
+        for n in range(start, start + count)
+    )
+
+
+@pytest.fixture
+def globex(org_a):
+    account = AccountFactory(organization=org_a, name="Globex", crm_id="G-1")
+    ContactFactory(organization=org_a, account=account, email="ann@globex.example")
+    return account
+
+
+def test_it_imports_a_thousand_references_with_labels_and_one_audit_event_each(client, carol, org_a, globex):
+    client.force_login(carol)
+    preview = upload(client, "references", REFERENCE_HEADER + _reference_rows(1_200))
+    assert preview.context["report"].created == 1_200
+    assert in_org(org_a, lambda: Reference.objects.count()) == 0  # the preview wrote nothing that stayed
+    assert confirm(client, preview).status_code == 302
+
+    def written():
+        reference = Reference.objects.select_related("advocate").get(title="Story 7")
+        events = AuditEvent.objects.filter(action="reference.created")
+        event = events.get(object_id=str(reference.pk))
+        return (
+            Reference.objects.count(),
+            ReferenceLabel.objects.count(),
+            events.count(),
+            reference,
+            sorted(reference.labels.values_list("kind", "value")),
+            event,
+        )
+
+    count, labels, events, reference, reference_labels, event = in_org(org_a, written)
+    assert (count, labels, events) == (1_200, 1_200 * 3 + 600, 1_200)
+    assert reference.owner_id == carol.pk
+    assert reference.advocate.email == "ann@globex.example"
+    assert reference.publication == "attributed"
+    assert reference_labels == [("product", "Close"), ("product", "Ledger"), ("tag", "emea"), ("use_case", "Audit")]
+    # The event reference_create records, field for field.
+    assert (event.actor_id, event.actor_label, event.object_type, event.object_repr) == (
+        carol.pk,
+        "carol",
+        "references.reference",
+        "Story 7",
+    )
+    assert event.details == {
+        "account": globex.pk,
+        "product": ["Ledger", "Close"],
+        "use_case": ["Audit"],
+        "tag": ["emea"],
+    }
+
+
+def test_it_writes_no_reference_when_the_last_of_a_thousand_rows_is_bad(client, carol, org_a, globex):
+    client.force_login(carol)
+    text = REFERENCE_HEADER + _reference_rows(1_500) + "Nowhere Inc,,Last story,,,,,\n"
+    preview = upload(client, "references", text)
+    report = preview.context["report"]
+    assert (report.valid_count, [(r.number, r.errors) for r in report.invalid]) == (
+        1_500,
+        [(1_502, {"account": ["No account with this name or CRM id."]})],
+    )
+    response = confirm(client, preview)
+    assert response.status_code == 400
+    counts = in_org(
+        org_a,
+        lambda: (Reference.objects.count(), ReferenceLabel.objects.count(), AuditEvent.objects.count()),
+    )
+    assert counts == (0, 0, 0)
+    assert confirm(client, preview, valid_only=True).status_code == 302
+    assert in_org(org_a, lambda: Reference.objects.count()) == 1_500
+
+
+def _statements_for(organization, actor, text: str) -> tuple[int, int]:
+    """(INSERT statements, other statements) of a confirmed import of ``text``."""
+    parsed = imports.import_parse(kind="references", text=text)
+    with tenant_context(organization), CaptureQueriesContext(connection) as queries:
+        report = imports.import_run(organization=organization, actor=actor, parsed=parsed, commit=True)
+    assert report.committed
+    inserts = sum(1 for query in queries if "INSERT INTO" in query["sql"])
+    return inserts, len(queries) - inserts
+
+
+def test_it_imports_references_in_a_number_of_queries_that_does_not_grow_with_the_rows(carol, org_a, globex):
+    few = _statements_for(org_a, carol, REFERENCE_HEADER + _reference_rows(10))
+    many = _statements_for(org_a, carol, REFERENCE_HEADER + _reference_rows(200, start=10))
+    # The lookups, the savepoints and the import's own audit event: the same for 10 rows as for 200.
+    assert few[1] == many[1]
+    # References, labels, audit events, and the import's event: one INSERT each per batch.
+    assert few[0] == 4
+    if connection.vendor == "postgresql":
+        assert many[0] == 4
+        more = _statements_for(org_a, carol, REFERENCE_HEADER + _reference_rows(imports.BATCH_SIZE + 1, start=210))
+        # Two batches of references and audit events; the first batch's 7,000 labels take two INSERTs.
+        labels = math.ceil(3.5 * imports.BATCH_SIZE / imports.LABEL_BATCH_SIZE) + 1
+        assert more == (1 + 2 + 2 + labels, many[1])
+    else:
+        # SQLite allows 999 parameters a statement, so Django splits each INSERT in batches of 66 or more.
+        assert many[0] <= 1 + 3 * math.ceil(200 / 66)
+
+
+TRICKY = (
+    REFERENCE_HEADER
+    + "Globex,ann@globex.example,New story,Fine,attributed,Ledger,,\n"
+    + "globex,,new STORY,,,,,\n"  # the same account and title, differently written: a duplicate
+    + "G-1,,Existing story,Changed summary,,Close,,\n"  # matches a reference: an update, labels replaced
+    + "Globex,nobody@example.com,Ghost advocate,,,,,\n"
+    + "Globex,other@initech.example,Wrong advocate,,,,,\n"
+    + "Globex,,Bad publication,,everywhere,,,\n"
+    + f"Globex,,Long label,,,{'x' * 101},,\n"
+    + f"Globex,,{'T' * 201},,,,,\n"
+    + f"Globex,,Many tags,,,,,{';'.join(f't{n}' for n in range(31))}\n"
+    + "Nowhere,,Unknown account,,,,,\n"
+    + ",,,,,,,\n"
+    + "Globex,,,no title,,,,\n"
+)
+
+
+def _report_of(organization, actor, bulk: bool):
+    parsed = imports.import_parse(kind="references", text=TRICKY)
+    report = imports.ImportReport(kind="references", rows=[])
+    with tenant_context(organization), transaction.atomic():
+        if bulk:
+            imports._ReferenceImport(organization=organization, actor=actor).run(parsed, report)
+        else:
+            imports._run_row_by_row(organization=organization, actor=actor, parsed=parsed, report=report)
+        state = sorted(
+            (r.title, r.summary, r.publication, r.advocate_id, sorted(r.labels.values_list("kind", "value")))
+            for r in Reference.objects.all()
+        )
+        events = sorted(AuditEvent.objects.values_list("action", "object_repr", "details"), key=str)
+        transaction.set_rollback(True)
+    return [(row.number, row.action if row.ok else "", row.errors) for row in report.rows], state, events
+
+
+def test_it_reports_and_writes_references_exactly_as_row_by_row_through_the_services(carol, org_a, globex):
+    initech = AccountFactory(organization=org_a, name="Initech")
+    ContactFactory(organization=org_a, account=initech, email="other@initech.example")
+    ReferenceFactory(organization=org_a, account=globex, advocate=None, title="Existing story")
+    bulk = _report_of(org_a, carol, bulk=True)
+    assert bulk == _report_of(org_a, carol, bulk=False)
+    rows = {number: (action, errors) for number, action, errors in bulk[0]}
+    assert rows[2] == ("create", {})
+    assert rows[3] == ("", {"title": ["Same as row 2 of this file."]})
+    assert rows[4] == ("update", {})
+    assert rows[5] == ("", {"advocate_email": ["No contact with this email."]})
+    assert rows[6] == ("", {"advocate_email": ["The advocate must be a contact of this reference's account."]})
+    assert list(rows[7][1]) == ["publication"]
+    assert list(rows[8][1]) == ["products"]
+    assert "200 characters" in rows[9][1]["title"][0]
+    assert rows[10] == ("", {"tags": ["At most 30 entries."]})
+    assert rows[11] == ("", {"account": ["No account with this name or CRM id."]})
+    assert rows[13] == ("", {"title": ["Required."]})
+
+
+def test_it_lists_the_first_errors_and_valid_rows_and_counts_the_rest(client, carol, org_a, globex, monkeypatch):
+    monkeypatch.setattr(imports, "REPORT_MAX_ERRORS", 3)
+    monkeypatch.setattr(imports, "REPORT_MAX_VALID", 5)
+    client.force_login(carol)
+    bad = "".join(f"Nowhere,,Lost {n},,,,,\n" for n in range(10))
+    preview = upload(client, "references", REFERENCE_HEADER + _reference_rows(1_000) + bad)
+    report = preview.context["report"]
+    assert len(report.invalid) == 10
+    assert [row.number for row in report.invalid_listed] == [1_002, 1_003, 1_004]
+    assert [row.number for row in report.valid_listed] == [2, 3, 4, 5, 6]
+    body = preview.content.decode()
+    assert "…and 7 more rows with errors, not listed." in body
+    assert "…and 995 more valid rows, not listed." in body
+    assert body.count("import-report__row--error") == 3
+
+
+def test_it_keeps_the_file_out_of_the_session_and_removes_it_when_done(client, carol, org_a, globex, settings):
+    client.force_login(carol)
+    preview = upload(client, "references", REFERENCE_HEADER + _reference_rows(2_000))
+    token = preview.context["confirm_form"].initial["token"]
+    entry = client.session[imports.SESSION_KEY][token]
+    assert set(entry) == {"organization", "kind", "filename", "created", "file"}
+    stored = settings.MEDIA_ROOT / entry["file"]
+    assert stored.exists()
+    assert token not in entry["file"]  # the name is derived from the token, not the token itself
+    assert confirm(client, preview).status_code == 302
+    assert not stored.exists()
+
+
+def test_it_analyzes_after_a_large_confirmed_import(client, carol, org_a, globex, django_capture_on_commit_callbacks):
+    client.force_login(carol)
+    preview = upload(client, "references", REFERENCE_HEADER + _reference_rows(imports.ANALYZE_AFTER_ROWS))
+    # On PostgreSQL this runs the owner's SECURITY DEFINER function as the application role.
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert confirm(client, preview).status_code == 302
+    assert imports.import_analyze in callbacks
+    small = upload(client, "references", REFERENCE_HEADER + _reference_rows(10, start=5_000))
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert confirm(client, small).status_code == 302
+    assert imports.import_analyze not in callbacks
 
 
 # --- Export ------------------------------------------------------------------------------------------
