@@ -112,7 +112,7 @@ def catalogue(request: HttpRequest, organization_slug: str) -> HttpResponse:
     )
     ordering = selectors.catalogue_ordering(sort=sort, query=query)
     facets = selectors.reference_catalogue_facets(organization=organization, user=user, query=query, filters=filters)
-    # The facet query counted the list too, unless more than 10,000 match: then the page counts (capped).
+    # The facet query counted the list too, unless its sample was capped: then the page counts (up to 10,000).
     page = keyset_page(
         references,
         ordering=ordering,
@@ -168,6 +168,7 @@ def catalogue(request: HttpRequest, organization_slug: str) -> HttpResponse:
         "page": page,
         "cards": cards,
         "facets_capped": facets.capped,
+        "facet_sample": selectors.FACET_SAMPLE,
     }
     template = "references/catalogue.html"
     if getattr(request, "htmx", False) and not request.htmx.boosted:  # type: ignore[attr-defined]

@@ -208,6 +208,10 @@ class Reference(TenantOwnedModel):
         permissions = [("view_restricted_reference", "Can see a restricted reference")]
         indexes = [
             models.Index(fields=["organization", "status", "-updated_at"], name="references_ref_org_status"),
+            # The keyset sorts of the catalogue and the API (issue 6; reasons in migration 0007).
+            models.Index(fields=["organization", "-created_at", "-id"], name="references_ref_newest"),
+            models.Index(fields=["organization", "-updated_at", "-id"], name="references_ref_updated"),
+            models.Index(fields=["organization", "title", "id"], name="references_ref_title"),
         ]
 
     def __str__(self) -> str:
