@@ -185,7 +185,12 @@ def _is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _catalogue_search(references: QuerySet[Reference], query: str) -> QuerySet[Reference]:
+def reference_search(references: QuerySet[Reference], query: str) -> QuerySet[Reference]:
+    """``references`` narrowed to those matching the words of ``query`` (the catalogue's and the API's search).
+
+    On PostgreSQL it is the full-text match of the stored search document (annotated
+    ``rank`` for sorting); on SQLite (development) every word must appear somewhere.
+    """
     from .models import Publication, ReferenceLabel
 
     def named_by(term: str) -> Q:
@@ -236,7 +241,7 @@ def _catalogue_base(*, user: Any, query: str, filters: CatalogueFilters) -> Quer
 
     references = Reference.objects.filter(reference_usable_filter()).filter(restriction_filter(user=user))
     if query:
-        references = _catalogue_search(references, query)
+        references = reference_search(references, query)
     return _catalogue_filter(references, filters)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import django_filters
 from django.db.models import Exists, OuterRef, QuerySet
+from rest_framework.filters import SearchFilter
+from rest_framework.request import Request
 
 from ..models import (
     Account,
@@ -24,7 +26,7 @@ from ..models import (
     UsageRequest,
     UsageStatus,
 )
-from ..selectors import reference_usable_filter
+from ..selectors import reference_search, reference_usable_filter
 
 
 class AccountFilter(django_filters.FilterSet):
@@ -123,3 +125,22 @@ class UsageRequestFilter(django_filters.FilterSet):
         if value:
             return queryset.filter(requested_by=self.request.user)
         return queryset
+
+
+class ReferenceSearchFilter(SearchFilter):
+    """``?search=`` on references: the catalogue's full-text search, not ``icontains`` per column.
+
+    The words are matched against each reference's stored search document (title,
+    summary, labels, and the account's name unless the reference is anonymised) through
+    its GIN index, so a search costs the same in an organization of 100,000 references
+    as in one of 100 (``ILIKE`` over every summary did not; issue 6).
+    """
+
+    search_description = "Words to find in the title, summary, labels or (unless anonymised) the account's name."
+
+    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: Any) -> QuerySet[Any]:
+        query = request.query_params.get(self.search_param, "").replace("\x00", "").strip()
+        return reference_search(queryset, query[:200]) if query else queryset
+
+    def get_search_fields(self, view: Any, request: Request) -> list[str]:
+        return ["search_document"]

@@ -14,9 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -239,13 +241,8 @@ class ReferenceViewSet(ReferencesApiMixin, mixins.ListModelMixin, mixins.Retriev
     # The one list that reaches 100,000 rows in an organization: keyset pages, capped count (issue 6).
     pagination_class = KeysetPagination
 
-    @property
-    def search_fields(self) -> list[str]:  # type: ignore[override]
-        # Only managers may find a reference by its account's name: for anyone
-        # else it would unmask anonymised references.
-        if getattr(self.request, "_request", None) is not None and self.role in MANAGERS:
-            return ["title", "summary", "account__name", "account__industry"]
-        return ["title", "summary", "account__industry"]
+    # Full-text search on the stored document (never the account's name of an anonymised reference).
+    filter_backends = [DjangoFilterBackend, filters.ReferenceSearchFilter, OrderingFilter]
 
     def scope_queryset(self, queryset: QuerySet[Reference]) -> QuerySet[Reference]:
         queryset = queryset.filter(restriction_filter(user=self.request.user))
