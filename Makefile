@@ -16,6 +16,9 @@ MANAGE := $(BIN)/python manage.py
 PORT ?= 8000
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k rls -x"`; .ci/run passes --create-db.
 PYTEST_ARGS ?=
+# `make bench BENCH_SCALE=small` for the 20-organization smoke data set (CI); see bench/run.py.
+BENCH_SCALE ?= full
+BENCH_ARGS ?=
 
 .PHONY: help install run test lint fmt migrate superuser bench clean
 
@@ -77,8 +80,12 @@ fmt: install ## Fix what ruff can and format the code
 superuser: migrate ## Create a Django superuser interactively
 	$(MANAGE) createsuperuser
 
-bench: ## The benchmark (arrives with issue 6)
-	@echo "make bench: the PostgreSQL benchmark is not written yet (it arrives with issue 6); nothing to run."
+# The benchmark makes its own database, refmgr_bench_$(BENCH_SCALE), on the server of DATABASE_URL
+# (127.0.0.1:5432 as postgres without one) and drops and regenerates it each run; the app's own
+# database is never touched. Full scale takes about 15-20 minutes on 2 cores. BENCH_ARGS passes
+# options on, e.g. BENCH_ARGS="--requests 30 --output /tmp/bench.md --skip-generate".
+bench: install ## Generate refmgr_bench_<scale> on DATABASE_URL's server, measure, write docs/benchmarks.md
+	$(BIN)/python -m bench.run --scale $(BENCH_SCALE) $(BENCH_ARGS)
 
 clean: ## Remove .venv, the SQLite database and var/ (queues, static, media)
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* var
