@@ -20,4 +20,7 @@ CREATE DATABASE :"db" OWNER refmgr_owner;
 -- PostgreSQL 15: the public schema belongs to the database owner; nobody else creates in it.
 REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
 GRANT CONNECT ON DATABASE :"db" TO refmgr_app;
+-- The catalogue's full-text match (`@@`) may then be an index condition under row-level security
+-- (references migration 0006 explains the review); only a superuser may mark a built-in LEAKPROOF.
+ALTER FUNCTION pg_catalog.ts_match_vq(tsvector, tsquery) LEAKPROOF;
 SQL
