@@ -64,35 +64,46 @@ def event_hash(event: ConsentEvent) -> str:
 
 
 def _head_locked(organization: Organization) -> ConsentLedgerHead:
-    if not ConsentLedgerHead.objects.filter().exists():
-        try:
-            with transaction.atomic():
-                ConsentLedgerHead.objects.create(organization=organization)
-        except IntegrityError:
-            pass  # another transaction created it first; the lock below waits for it
+    # The lock first: the head exists after an organization's first append, so this is one
+    # statement on every later one (it sits on every consent page's first view and every answer).
+    head = ConsentLedgerHead.objects.select_for_update().first()
+    if head is not None:
+        return head
+    try:
+        with transaction.atomic():
+            ConsentLedgerHead.objects.create(organization=organization)
+    except IntegrityError:
+        pass  # another transaction created it first; the lock below waits for it
     return ConsentLedgerHead.objects.select_for_update().get()
 
 
-def ledger_lock(*, organization: Organization) -> None:
+def ledger_lock(*, organization: Organization) -> ConsentLedgerHead:
     """Take the organization's ledger lock until the end of the caller's transaction.
 
     A sweep that decides *what* to append from a read (the due rows) must
     hold it before that read; otherwise two sweeps read the same rows and
-    both append them, one after the other.
+    both append them, one after the other. Returns the locked head, which
+    the caller may hand to ``ledger_append`` so it is not read twice.
     """
     assert_current_organization(organization)
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger_lock() must run inside a transaction")
-    _head_locked(organization)
+    return _head_locked(organization)
 
 
 def ledger_append(
-    *, organization: Organization, events: Iterable[ConsentEvent], now: datetime | None = None
+    *,
+    organization: Organization,
+    events: Iterable[ConsentEvent],
+    now: datetime | None = None,
+    head: ConsentLedgerHead | None = None,
 ) -> list[ConsentEvent]:
     """Number, chain and insert ``events`` (unsaved) in one statement; they share one time.
 
     Must run inside the caller's transaction, so the events commit with the
     change they record. A fixed number of statements whatever the count.
+    ``head``: what ``ledger_lock`` returned in this transaction (the lock is
+    held until it ends, so the row cannot have moved); otherwise it is locked here.
     """
     assert_current_organization(organization)
     if not transaction.get_connection().in_atomic_block:
@@ -101,7 +112,8 @@ def ledger_append(
     if not batch:
         return []
     now = now or timezone.now()
-    head = _head_locked(organization)
+    if head is None or head.organization_id != organization.pk:
+        head = _head_locked(organization)
     sequence, previous = head.sequence, head.last_hash or GENESIS_HASH
     for event in batch:
         sequence += 1
@@ -112,6 +124,8 @@ def ledger_append(
         event.hash = previous = event_hash(event)
     ConsentEvent.objects.bulk_create(batch)
     ConsentLedgerHead.objects.filter(pk=head.pk).update(sequence=sequence, last_hash=previous, updated_at=now)
+    # Keep a caller's head in step, so a second append in the same transaction chains on.
+    head.sequence, head.last_hash = sequence, previous
     return batch
 
 

@@ -4,7 +4,9 @@ No account and no login: the token in the link is the credential. So:
 
 - Opening the page (GET) changes no consent: mail scanners fetch links
   before people do. Its one write is the ledger's "notice served" event,
-  evidence of what was shown, which changes no state and no usability.
+  evidence of what was shown, which changes no state and no usability; it
+  is written once per link, client and content (``consent_notice_served``),
+  so a repeat view reads and writes nothing more than its four queries.
 - Every action is a POST with Django's CSRF check, answered by a redirect
   back to the page (a reload never re-sends it), and the services make a
   second submission of the same answer a no-op.
@@ -37,7 +39,6 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from privacy.selectors import privacy_policy_current
 from references.models import Scope
 from references.selectors import usage_event_list
 from refmgr.common.exceptions import ApplicationError
@@ -47,8 +48,6 @@ from refmgr.tenancy.models import Organization
 
 from .evidence import evidence_from_request
 from .models import (
-    ConsentEvent,
-    ConsentEventKind,
     ConsentLink,
     ConsentRequest,
     ConsentRequestKind,
@@ -57,8 +56,14 @@ from .models import (
 )
 from .public_forms import AnswerForm, PauseForm, RevokeForm
 from .scope_text import scope_explanation
-from .selectors import consent_link_lookup, consent_states_revocable_by
-from .services import consent_answer, consent_notice_served, consent_pause, consent_revoke, grant_valid_choices
+from .selectors import (
+    ConsentPage,
+    consent_answer_events,
+    consent_link_lookup,
+    consent_page_lookup,
+    consent_states_revocable_by,
+)
+from .services import consent_answer, consent_notice_served, consent_pause, consent_revoke, grant_valid_choices_for
 
 PAGE_TEMPLATE = "consent/public/page.html"
 INVALID_TEMPLATE = "consent/public/invalid.html"
@@ -169,9 +174,12 @@ def _open_request(link: ConsentLink) -> ConsentRequest | None:
 
 
 def _page_context(
-    request: HttpRequest, organization: Organization, link: ConsentLink, *, form: AnswerForm | None = None
+    request: HttpRequest, organization: Organization, page: ConsentPage, *, form: AnswerForm | None = None
 ) -> dict[str, Any]:
-    # Everything is evaluated here, inside the organization, never lazily in the template.
+    # Everything is evaluated here, inside the organization, never lazily in the template. The link,
+    # its request, reference, asker, contact, organization, policy version and periods came in the
+    # lookup's one query; the lists below are one query each (the answer only on an answered link).
+    link = page.link
     contact = link.contact
     consent_request = link.consent_request
     open_request = _open_request(link)
@@ -180,13 +188,13 @@ def _page_context(
         "contact": contact,
         "link": link,
         "token": request.resolver_match.kwargs["token"] if request.resolver_match else "",
-        "policy": privacy_policy_current(organization=organization),
+        "policy_version": page.policy_version,
         "open_request": open_request,
         "answered_request": None,
         "answer_events": [],
     }
     if open_request is not None:
-        valid_choices = grant_valid_choices(organization=organization)
+        valid_choices = grant_valid_choices_for(page.grant_valid_months)
         asker = open_request.requested_by
         context.update(
             form=form if form is not None else AnswerForm(valid_choices=valid_choices),
@@ -197,12 +205,7 @@ def _page_context(
         )
     elif consent_request is not None and consent_request.status == ConsentRequestStatus.ANSWERED:
         context["answered_request"] = consent_request
-        context["answer_events"] = list(
-            ConsentEvent.objects.filter(
-                consent_request=consent_request,
-                kind__in=(ConsentEventKind.GRANTED, ConsentEventKind.RECONFIRMED, ConsentEventKind.DECLINED),
-            ).order_by("sequence")
-        )
+        context["answer_events"] = consent_answer_events(organization=organization, consent_request=consent_request)
     context["states"] = list(consent_states_revocable_by(organization=organization, contact=contact))
     # What the customer sees of each use: when, which use, of which reference, and whether it
     # was approved or has happened. Not the deal's name or the salesperson: the prospect a
@@ -220,28 +223,35 @@ def _page_context(
 @require_GET
 def consent_page(request: HttpRequest, token: str) -> HttpResponse:
     """Show the question (if still open), every current consent with its revoke buttons, and every use."""
-    link = consent_link_lookup(token=token).link
-    if link is None:
+    evidence = evidence_from_request(request)
+    page = consent_page_lookup(token=token, evidence=evidence)
+    if page is None:
         return _invalid(request)
-    organization = link.organization
+    organization = page.link.organization
     with tenant_context(organization):
-        consent_notice_served(organization=organization, link=link, evidence=evidence_from_request(request))
-        return render(request, PAGE_TEMPLATE, _page_context(request, organization, link))
+        if not page.notice_recorded:
+            consent_notice_served(
+                organization=organization, link=page.link, evidence=evidence, policy_version=page.policy_version
+            )
+        return render(request, PAGE_TEMPLATE, _page_context(request, organization, page))
 
 
 @public_endpoint
 @require_POST
 def consent_answer_post(request: HttpRequest, token: str) -> HttpResponse:
     """Grant the ticked uses, or decline them all."""
-    link = consent_link_lookup(token=token).link
-    if link is None:
+    evidence = evidence_from_request(request)
+    # The page's lookup: the form's periods come with the link, and a refused answer re-renders the page.
+    page = consent_page_lookup(token=token, evidence=evidence)
+    if page is None:
         return _invalid(request)
+    link = page.link
     organization = link.organization
     with tenant_context(organization):
         if link.consent_request_id is None:
             messages.info(request, _("There is no question to answer on this link; your consents are below."))
             return redirect(_page_url(token))
-        form = AnswerForm(request.POST, valid_choices=grant_valid_choices(organization=organization))
+        form = AnswerForm(request.POST, valid_choices=grant_valid_choices_for(page.grant_valid_months))
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -251,7 +261,7 @@ def consent_answer_post(request: HttpRequest, token: str) -> HttpResponse:
                     grant=[] if form.declining else data["scopes"],
                     valid_months=data["valid_months"] or 0,
                     publication=data["publication"] or "",
-                    evidence=evidence_from_request(request),
+                    evidence=evidence,
                     decline_all=form.declining,
                 )
             except ApplicationError as error:
@@ -276,7 +286,7 @@ def consent_answer_post(request: HttpRequest, token: str) -> HttpResponse:
                     )
                 return redirect(_page_url(token))
         # Refused: nothing was recorded, and the same notice is shown again with the reasons.
-        return render(request, PAGE_TEMPLATE, _page_context(request, organization, link, form=form), status=400)
+        return render(request, PAGE_TEMPLATE, _page_context(request, organization, page, form=form), status=400)
 
 
 @public_endpoint

@@ -5,16 +5,21 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from privacy.selectors import privacy_policy_current_version
 from references.models import Contact
 from refmgr.tenancy.context import assert_current_organization, cross_organization
 from refmgr.tenancy.models import Organization
 
+from .evidence import Evidence
 from .models import (
     ConsentEvent,
+    ConsentEventKind,
     ConsentLink,
     ConsentMessage,
     ConsentRequest,
@@ -57,6 +62,29 @@ class LinkLookup:
         return self.link.organization if self.link is not None else None
 
 
+def _link_lookup(
+    token: str, now: datetime | None, annotate: dict[str, Any] | None = None
+) -> tuple[LinkLookup, ConsentLink | None]:
+    organization_part, _, secret = token.partition(TOKEN_SEPARATOR)
+    if not (organization_part.isascii() and organization_part.isdigit()) or len(secret) < 43 or len(token) > 200:
+        return LinkLookup(problem="unknown"), None
+    with cross_organization("consent link lookup by its secret's hash"):
+        links = ConsentLink.all_tenants.select_related(
+            "organization", "contact__account", "consent_request__reference", "consent_request__requested_by"
+        ).filter(organization_id=int(organization_part), token_hash=token_hash(token), organization__is_active=True)
+        if annotate:
+            links = links.annotate(**annotate)
+        link = links.first()
+    if link is None:
+        return LinkLookup(problem="unknown"), None
+    if link.expires_at <= (now or timezone.now()):
+        return LinkLookup(problem="expired"), link
+    request = link.consent_request
+    if request is not None and request.status in (ConsentRequestStatus.SUPERSEDED, ConsentRequestStatus.CANCELLED):
+        return LinkLookup(problem="superseded"), link
+    return LinkLookup(link=link), link
+
+
 def consent_link_lookup(*, token: str, now: datetime | None = None) -> LinkLookup:
     """Find the link behind ``token`` (``<organization id>.<secret>``), outside any organization.
 
@@ -64,23 +92,90 @@ def consent_link_lookup(*, token: str, now: datetime | None = None) -> LinkLooku
     hash must match a link of that organization. Every failure looks the
     same to the caller's page.
     """
-    organization_part, _, secret = token.partition(TOKEN_SEPARATOR)
-    if not (organization_part.isascii() and organization_part.isdigit()) or len(secret) < 43 or len(token) > 200:
-        return LinkLookup(problem="unknown")
-    with cross_organization("consent link lookup by its secret's hash"):
-        link = (
-            ConsentLink.all_tenants.select_related("organization", "contact__account", "consent_request__reference")
-            .filter(organization_id=int(organization_part), token_hash=token_hash(token), organization__is_active=True)
-            .first()
-        )
-    if link is None:
-        return LinkLookup(problem="unknown")
-    if link.expires_at <= (now or timezone.now()):
-        return LinkLookup(problem="expired")
-    request = link.consent_request
-    if request is not None and request.status in (ConsentRequestStatus.SUPERSEDED, ConsentRequestStatus.CANCELLED):
-        return LinkLookup(problem="superseded")
-    return LinkLookup(link=link)
+    return _link_lookup(token, now)[0]
+
+
+def notice_fingerprint(consent_request: ConsentRequest | None) -> str:
+    """The ``text_hash`` of a ``notice_served`` event: one fingerprint over all the material the request shows."""
+    if consent_request is None or not consent_request.fingerprints:
+        return ""
+    return hashlib.sha256("|".join(sorted(consent_request.fingerprints.values())).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ConsentPage:
+    """What the customer's page needs besides its lists, read with the link in one query.
+
+    ``notice_recorded``: the ledger already holds a ``notice_served`` event for
+    this link, this client (address network and browser hash) and exactly
+    this policy version and material, so showing the page again records
+    nothing (reloads, the reload after each answer, a scanner's re-fetches).
+    """
+
+    link: ConsentLink
+    policy_version: int | None
+    grant_valid_months: int
+    notice_recorded: bool
+
+
+def consent_page_lookup(*, token: str, evidence: Evidence, now: datetime | None = None) -> ConsentPage | None:
+    """The link behind ``token`` with its organization's current policy version, longest consent period,
+    and whether this client was already served this notice: one query, outside any organization.
+
+    None for every failure, as ``consent_link_lookup``. The subqueries are
+    correlated on the link's own organization (and the last one on the link),
+    so reading across organizations here reads nothing of another's.
+    """
+    notices = ConsentEvent.all_tenants.filter(
+        organization_id=OuterRef("organization_id"),
+        link_id=OuterRef("pk"),
+        kind=ConsentEventKind.NOTICE_SERVED,
+        ip_prefix=evidence.ip_prefix,
+        user_agent_hash=evidence.user_agent_hash,
+    ).order_by("-sequence")
+    default_months = ConsentSettings._meta.get_field("grant_valid_months").get_default()
+    found, link = _link_lookup(
+        token,
+        now,
+        annotate={
+            "page_policy_version": privacy_policy_current_version(organization_id=OuterRef("organization_id")),
+            "page_grant_valid_months": Coalesce(
+                Subquery(
+                    ConsentSettings.all_tenants.filter(organization_id=OuterRef("organization_id")).values(
+                        "grant_valid_months"
+                    )[:1]
+                ),
+                default_months,
+            ),
+            # The latest notice this client was served through this link; a notice is one row
+            # per (link, client, policy version, material), compared below.
+            "last_notice_policy_version": Subquery(notices.values("policy_version")[:1]),
+            "last_notice_text_hash": Subquery(notices.values("text_hash")[:1]),
+        },
+    )
+    if found.link is None or link is None:
+        return None
+    last_text_hash = link.last_notice_text_hash  # type: ignore[attr-defined]
+    policy_version = link.page_policy_version  # type: ignore[attr-defined]
+    return ConsentPage(
+        link=link,
+        policy_version=policy_version,
+        grant_valid_months=link.page_grant_valid_months,  # type: ignore[attr-defined]
+        notice_recorded=last_text_hash is not None
+        and (link.last_notice_policy_version, last_text_hash)  # type: ignore[attr-defined]
+        == (policy_version, notice_fingerprint(link.consent_request)),
+    )
+
+
+def consent_answer_events(*, organization: Organization, consent_request: ConsentRequest) -> list[ConsentEvent]:
+    """The answer recorded for ``consent_request``: each scope granted, re-confirmed or declined."""
+    assert_current_organization(organization)
+    return list(
+        ConsentEvent.objects.filter(
+            consent_request=consent_request,
+            kind__in=(ConsentEventKind.GRANTED, ConsentEventKind.RECONFIRMED, ConsentEventKind.DECLINED),
+        ).order_by("sequence")
+    )
 
 
 def revocable_by_filter(contact: Contact) -> Q:

@@ -9,7 +9,6 @@ outbox in the same transaction, so a commit never loses one.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from dateutil.relativedelta import relativedelta
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, OuterRef, Subquery
+from django.db import transaction
+from django.db.models import Max, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -40,12 +39,13 @@ from refmgr.common.exceptions import ApplicationError
 from refmgr.tenancy.context import assert_current_organization
 from refmgr.tenancy.models import Membership, Organization, Role
 
-from . import ledger
+from . import ledger, sweeps
 from .evidence import Evidence
 from .models import (
     PUBLISHED_SCOPES,
     ConsentEvent,
     ConsentEventKind,
+    ConsentLedgerHead,
     ConsentLink,
     ConsentMessage,
     ConsentRequest,
@@ -56,13 +56,12 @@ from .models import (
     ConsentStatus,
     Mechanism,
     MessageKind,
-    MessageStatus,
     Party,
     TakedownStatus,
     TakedownTask,
     required_parties,
 )
-from .selectors import TOKEN_SEPARATOR, consent_settings_get, revocable_by_filter, token_hash
+from .selectors import TOKEN_SEPARATOR, consent_settings_get, notice_fingerprint, revocable_by_filter, token_hash
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -151,46 +150,78 @@ def _event(kind: str, **fields: Any) -> ConsentEvent:
 
 
 def _apply_to_states(organization: Organization, events: Iterable[ConsentEvent]) -> set[tuple[int, str]]:
-    """Move the materialised states by the events just appended; returns the (reference, scope) touched."""
-    touched: set[tuple[int, str]] = set()
-    for event in events:
-        if event.kind not in ledger.STATE_KINDS or event.reference_id is None:
-            continue
-        state = (
-            ConsentState.objects.select_for_update()
-            .filter(reference_id=event.reference_id, scope=event.scope, party=event.party)
-            .first()
-        )
-        current = ledger.StateValues.of(state) if state is not None else None
-        result = ledger.state_apply(current, event)
+    """Move the materialised states by the events just appended; returns the (reference, scope) touched.
+
+    A fixed number of statements per batch: one locked read of every state the
+    events speak about, one insert of the new ones, one update of the changed.
+    """
+    relevant = [e for e in events if e.kind in ledger.STATE_KINDS and e.reference_id is not None]
+    if not relevant:
+        return set()
+    keys = {(e.reference_id, e.scope, e.party) for e in relevant}
+    wanted = Q()
+    for reference_id, scope, party in sorted(keys):  # type: ignore[type-var]
+        wanted |= Q(reference_id=reference_id, scope=scope, party=party)
+    # Locked in id order, as before, after the ledger head (the lock order of docs/consent.md).
+    found = {
+        (s.reference_id, s.scope, s.party): s
+        for s in ConsentState.objects.select_for_update().filter(wanted).order_by("id")
+    }
+    values: dict[tuple[Any, str, str], ledger.StateValues] = {
+        key: ledger.StateValues.of(state) for key, state in found.items()
+    }
+    changed: list[tuple[Any, str, str]] = []
+    for event in relevant:  # in ledger order: two events on one state apply one after the other
+        key = (event.reference_id, event.scope, event.party)
+        result = ledger.state_apply(values.get(key), event)
         if result is None:
             continue
-        values = {name: getattr(result, name) for name in ledger.STATE_FIELDS}
+        values[key] = result
+        if key not in changed:
+            changed.append(key)
+    now = timezone.now()
+    created: list[ConsentState] = []
+    updated: list[ConsentState] = []
+    for key in changed:
+        fields = {name: getattr(values[key], name) for name in ledger.STATE_FIELDS}
+        state = found.get(key)
         if state is None:
-            ConsentState.objects.create(
-                organization=organization,
-                reference_id=event.reference_id,
-                scope=event.scope,
-                party=event.party,
-                **values,
+            reference_id, scope, party = key
+            created.append(
+                ConsentState(organization=organization, reference_id=reference_id, scope=scope, party=party, **fields)
             )
         else:
-            for name, value in values.items():
+            for name, value in fields.items():
                 setattr(state, name, value)
-            state.save()
-        touched.add((event.reference_id, event.scope))
-    return touched
+            state.updated_at = now  # bulk_update skips auto_now
+            updated.append(state)
+    if created:
+        ConsentState.objects.bulk_create(created)
+    if updated:
+        ConsentState.objects.bulk_update(updated, [*ledger.STATE_FIELDS, "updated_at"])
+    return {(reference_id, scope) for reference_id, scope, _party in changed}
 
 
 def _sync_usability(organization: Organization, touched: Iterable[tuple[int, str]], now: datetime) -> None:
     """Tell references whether each touched scope may be used: only while every grant it needs is current."""
-    for reference_id, scope in sorted(touched):
+    touched = sorted(touched)
+    if not touched:
+        return
+    reference_ids = {reference_id for reference_id, _scope in touched}
+    # One read of the states and one of the references for the whole batch, not one of each per scope.
+    states_of: dict[tuple[int, str], list[ConsentState]] = {}
+    for state in ConsentState.objects.filter(
+        reference_id__in=reference_ids, scope__in={scope for _reference_id, scope in touched}
+    ):
+        states_of.setdefault((state.reference_id, state.scope), []).append(state)
+    references = Reference.objects.in_bulk(reference_ids)
+    for reference_id, scope in touched:
         needed = required_parties(scope)
-        states = list(ConsentState.objects.filter(reference_id=reference_id, scope=scope, party__in=needed))
+        states = [s for s in states_of.get((reference_id, scope), []) if s.party in needed]
         current = [
             s for s in states if s.status == ConsentStatus.GRANTED and s.valid_until is not None and s.valid_until > now
         ]
-        reference = Reference.objects.get(pk=reference_id)
+        reference = references[reference_id]
         if len(current) == len(needed):
             reference_services.reference_scope_grant(
                 organization=organization,
@@ -206,10 +237,13 @@ def _sync_usability(organization: Organization, touched: Iterable[tuple[int, str
 
 
 def _record_events(
-    organization: Organization, events: list[ConsentEvent], now: datetime | None = None
+    organization: Organization,
+    events: list[ConsentEvent],
+    now: datetime | None = None,
+    head: ConsentLedgerHead | None = None,
 ) -> list[ConsentEvent]:
     now = now or timezone.now()
-    appended = ledger.ledger_append(organization=organization, events=events, now=now)
+    appended = ledger.ledger_append(organization=organization, events=events, now=now, head=head)
     _sync_usability(organization, _apply_to_states(organization, appended), now)
     return appended
 
@@ -471,7 +505,11 @@ def consent_request_cancel(
 
 def grant_valid_choices(*, organization: Organization) -> list[int]:
     """The validity periods (months) a customer may pick: the organization's longest and shorter ones."""
-    longest = consent_settings_get(organization=organization).grant_valid_months
+    return grant_valid_choices_for(consent_settings_get(organization=organization).grant_valid_months)
+
+
+def grant_valid_choices_for(longest: int) -> list[int]:
+    """The periods offered when the longest allowed is ``longest`` months (the page reads it with its link)."""
     return sorted({longest, *(m for m in (1, 3, 6, 12, 24) if m < longest)}, reverse=True)
 
 
@@ -586,12 +624,43 @@ def consent_answer(
     return AnswerResult(granted=granted, declined=[s for s in asked if s not in granted], valid_until=valid_until)
 
 
+_UNREAD: Any = object()
+
+
 @transaction.atomic
-def consent_notice_served(*, organization: Organization, link: ConsentLink, evidence: Evidence) -> ConsentEvent:
-    """Record that the consent page was shown (with the policy version and material it showed)."""
+def consent_notice_served(
+    *, organization: Organization, link: ConsentLink, evidence: Evidence, policy_version: int | None = _UNREAD
+) -> ConsentEvent | None:
+    """Record that the consent page was shown (with the policy version and material it showed), once.
+
+    One ``notice_served`` event per link, client (``evidence``: address network
+    and browser hash) and content (policy version and material fingerprint):
+    the first serving is the evidence, and a reload, the reload after an
+    answer or a scanner's re-fetch adds nothing. Returns None when this
+    notice was recorded before. ``policy_version`` is the version the page
+    showed (read with the link); by default the current one is read here.
+    """
     assert_current_organization(organization)
-    policy = privacy_policy_current(organization=organization)
+    if policy_version is _UNREAD:
+        policy = privacy_policy_current(organization=organization)
+        policy_version = policy.version if policy is not None else None
     consent_request = link.consent_request
+    text_hash = notice_fingerprint(consent_request)
+    # Checked again under the ledger lock: two first views at once would both have read "not yet".
+    head = ledger.ledger_lock(organization=organization)
+    last = (
+        ConsentEvent.objects.filter(
+            link=link,
+            kind=ConsentEventKind.NOTICE_SERVED,
+            ip_prefix=evidence.ip_prefix,
+            user_agent_hash=evidence.user_agent_hash,
+        )
+        .order_by("-sequence")
+        .values_list("policy_version", "text_hash")
+        .first()
+    )
+    if last == (policy_version, text_hash):
+        return None
     return _record_events(
         organization,
         [
@@ -601,15 +670,14 @@ def consent_notice_served(*, organization: Organization, link: ConsentLink, evid
                 reference_id=consent_request.reference_id if consent_request is not None else None,
                 consent_request=consent_request,
                 link=link,
-                policy_version=policy.version if policy is not None else None,
-                text_hash=hashlib.sha256("|".join(sorted(consent_request.fingerprints.values())).encode()).hexdigest()
-                if consent_request is not None and consent_request.fingerprints
-                else "",
+                policy_version=policy_version,
+                text_hash=text_hash,
                 mechanism=Mechanism.LINK,
                 ip_prefix=evidence.ip_prefix,
                 user_agent_hash=evidence.user_agent_hash,
             )
         ],
+        head=head,
     )[0]
 
 
@@ -655,7 +723,7 @@ def consent_revoke(
     assert_current_organization(organization)
     now = timezone.now()
     # Lock order everywhere: request rows, then the ledger, then states (an answer takes them so).
-    ledger.ledger_lock(organization=organization)
+    head = ledger.ledger_lock(organization=organization)
     states = ConsentState.objects.select_for_update(of=("self",)).select_related("reference__account")
     states = states.filter(status=ConsentStatus.GRANTED, valid_until__gt=now)
     if state_ids is not None:
@@ -688,6 +756,7 @@ def consent_revoke(
             for state in chosen
         ],
         now,
+        head=head,
     )
     result.revoked = chosen
     settings = consent_settings_get(organization=organization)
@@ -1164,84 +1233,17 @@ def consent_expire_lapsed(*, organization: Organization, now: datetime | None = 
     return expired
 
 
-_REMINDER_INSERT = """
-INSERT INTO consent_consentmessage
-    (organization_id, kind, status, contact_id, consent_request_id, state_id, reminder_days, cycle_until,
-     dedupe_key, payload, attempts, last_error, claimed_at, sent_at, created_at, updated_at)
-SELECT s.organization_id, 'reminder', 'pending', s.contact_id, NULL, s.id, %(days)s, s.valid_until,
-       '', '{}', 0, '', NULL, NULL, %(now)s, %(now)s
-FROM consent_consentstate s
-JOIN references_contact c ON c.id = s.contact_id AND c.organization_id = s.organization_id
-WHERE s.organization_id = %(organization)s
-  AND s.status = 'granted'
-  AND s.valid_until > %(band_start)s
-  AND s.valid_until <= %(band_end)s
-  AND c.requests_paused = %(false)s
-  AND (SELECT count(*) FROM consent_consentmessage m
-       WHERE m.organization_id = s.organization_id AND m.state_id = s.id
-         AND m.kind = 'reminder' AND m.cycle_until = s.valid_until) < %(cap)s
-ON CONFLICT DO NOTHING
-"""
-
-
 @transaction.atomic
 def consent_reminders_queue(*, organization: Organization, now: datetime | None = None) -> int:
-    """Queue one reminder per consent per reminder point, once, in one INSERT … SELECT per point.
+    """Queue one reminder per consent per reminder point, once, and today's managers' digest.
 
-    A consent falls in exactly one band, (next smaller point, point], so a
-    short consent gets only its nearest reminder. The unique constraint on
-    (consent, point, end date) makes re-runs, a duplicated beat and
-    concurrent workers insert each reminder once; a renewed consent has a new
-    end date and so a new cycle. The managers get one digest a day.
+    The same statements as the nightly sweep across organizations (``consent.sweeps``), for one
+    organization: a fixed number of them, and the new outbox rows sent after commit, a batch per
+    task. Returns how many reminders were queued.
     """
     assert_current_organization(organization)
-    now = now or timezone.now()
-    settings = consent_settings_get(organization=organization)
-    points = settings.reminder_points
-    if not points or settings.reminders_max == 0:
-        return 0
-    bands = list(zip(points, [*points[1:], 0], strict=True))
-    # Raw SQL gets the database's own datetime format (SQLite stores text), as the ORM would write it.
-    adapt = connection.ops.adapt_datetimefield_value
-    inserted = 0
-    with connection.cursor() as cursor:
-        for days, next_smaller in bands:
-            cursor.execute(
-                _REMINDER_INSERT,
-                {
-                    "organization": organization.pk,
-                    "days": days,
-                    "now": adapt(now),
-                    "band_start": adapt(now + timedelta(days=next_smaller)),
-                    "band_end": adapt(now + timedelta(days=days)),
-                    "false": False,
-                    "cap": settings.reminders_max,
-                },
-            )
-            inserted += max(cursor.rowcount, 0)
-    # Rows this run inserted carry its time; enqueueing one twice is harmless (sending claims first).
-    queued = list(
-        ConsentMessage.objects.filter(
-            kind=MessageKind.REMINDER, status=MessageStatus.PENDING, created_at=now
-        ).values_list("pk", flat=True)
-    )
-    _enqueue_on_commit(organization, queued)
-    lapsing = ConsentState.objects.filter(
-        status=ConsentStatus.GRANTED, valid_until__gt=now, valid_until__lte=now + timedelta(days=points[0])
-    ).count()
-    if lapsing:
-        try:
-            with transaction.atomic():
-                digest = ConsentMessage.objects.create(
-                    organization=organization,
-                    kind=MessageKind.LAPSING_DIGEST,
-                    dedupe_key=f"lapsing:{timezone.localdate(now).isoformat()}",
-                    payload={"lapsing": lapsing, "within_days": points[0]},
-                )
-        except IntegrityError:
-            pass  # today's digest is already queued (a re-run, or another worker)
-        else:
-            _enqueue_on_commit(organization, [digest.pk])
+    inserted, queued = sweeps.consent_reminders_insert(now=now or timezone.now(), organization_id=organization.pk)
+    sweeps.outbox_send_on_commit(queued)
     return inserted
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from refmgr.tenancy.context import assert_current_organization as _assert_current
@@ -33,6 +33,23 @@ def privacy_policy_current(*, organization: Organization, today: date | None = N
     _assert_current(organization)
     today = today or timezone.localdate()
     return _published(organization).filter(effective_date__lte=today).order_by("-effective_date", "-version").first()
+
+
+def privacy_policy_current_version(*, organization_id: OuterRef, today: date | None = None) -> Subquery:
+    """``privacy_policy_current``'s version as a correlated subquery on ``organization_id``.
+
+    For a read that must bring the policy in with its own row, in one round
+    trip (the customer's consent page, looked up before any organization is
+    set). The same rule as ``privacy_policy_current``, kept beside it.
+    """
+    today = today or timezone.localdate()
+    return Subquery(
+        PrivacyPolicy.all_tenants.filter(
+            organization_id=organization_id, status=PolicyStatus.PUBLISHED, effective_date__lte=today
+        )
+        .order_by("-effective_date", "-version")
+        .values("version")[:1]
+    )
 
 
 def privacy_policy_history(*, organization: Organization) -> QuerySet[PrivacyPolicy]:

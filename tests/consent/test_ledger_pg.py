@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -100,9 +101,13 @@ def test_concurrent_appends_keep_one_chain(org_a) -> None:
     with tenant_context(org_a):
         before = ConsentEvent.objects.count()
 
+    clients = itertools.count(1)
+
     def append_ten() -> int:
         for _ in range(10):
-            consent_notice_served(organization=org_a, link=link, evidence=Evidence())
+            # A notice is recorded once per client: each call is a new one, so each appends.
+            client = next(clients)
+            consent_notice_served(organization=org_a, link=link, evidence=Evidence(ip_prefix=f"10.0.{client}.0"))
         return 10
 
     run_together(org_a, append_ten)
