@@ -3,12 +3,15 @@
     python -m bench.sweeps --template refmgr_bench_small --copy refmgr_bench_small_sweeps
     python -m bench.sweeps --database-url postgres://postgres@127.0.0.1:5432/refmgr_bench_full_sweeps
 
-Each sweep runs exactly as beat runs it in production: ``fan_out``'s list of active organizations, then
-the same Celery task for each organization, executed in this process with ``Task.apply()`` (so
-``TenantTask`` loads the organization and enters its ``tenant_context``, as a worker would). The order
-is beat's: consent expiry (01:15), consent reminders (01:45), review flags (02:30). Each sweep runs a
-second time straight after the first; that run must find nothing new (idempotence) and shows the
-fixed cost of a night with nothing due.
+Each sweep runs exactly as beat runs it in production: its entry in ``CELERY_BEAT_SCHEDULE`` (task and
+keyword arguments, read from the settings), executed in this process with ``Task.apply()``; then every
+per-organization sweep task that entry published (``consent_expiry_sweep`` for the organizations with
+lapsed consents, ``review_flags_sweep``…), also with ``Task.apply()``, so ``TenantTask`` loads the
+organization and enters its ``tenant_context`` as a worker would. Email sends the sweep published
+(the reminders' outbox batches) are counted, not run: sending is the worker's job, not the sweep's.
+The order is beat's: consent expiry (01:15), consent reminders (01:45), review flags (02:30). Each
+sweep runs a second time straight after the first; that run must find nothing new (idempotence) and
+shows the fixed cost of a night with nothing due.
 
 Sweeps change data: :func:`measure` must run on a throwaway copy of a benchmark database (the command
 line makes one with ``--template``/``--copy``), connected as the application role so row-level
@@ -28,7 +31,7 @@ import argparse
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +68,9 @@ class StatementTimer:
 @dataclass(frozen=True)
 class Sweep:
     name: str
-    task_name: str
+    beat_entry: str  # the key in CELERY_BEAT_SCHEDULE
+    # Per-organization tasks the entry publishes that are part of the sweep (run here as a worker would).
+    children: frozenset[str]
     # What the sweep changed, counted across organizations before and after (outside the timing).
     counts: dict[str, Callable[[], int]]
     target: str
@@ -79,7 +84,8 @@ def _sweeps() -> list[Sweep]:
     return [
         Sweep(
             "consent expiry",
-            "consent.tasks.consent_expiry_sweep",
+            "consent-expiry-sweep",
+            frozenset({"consent.tasks.consent_expiry_sweep"}),
             {
                 "expired events": lambda: ConsentEvent.all_tenants.filter(kind="expired").count(),
                 "expired states": lambda: ConsentState.all_tenants.filter(status="expired").count(),
@@ -89,7 +95,8 @@ def _sweeps() -> list[Sweep]:
         ),
         Sweep(
             "consent reminders",
-            "consent.tasks.consent_reminders_sweep",
+            "consent-reminders-sweep",
+            frozenset(),
             {
                 "reminders": lambda: ConsentMessage.all_tenants.filter(kind="reminder").count(),
                 "outbox rows": lambda: ConsentMessage.all_tenants.count(),
@@ -100,7 +107,8 @@ def _sweeps() -> list[Sweep]:
         ),
         Sweep(
             "review flags (incentives + text)",
-            "references.tasks.review_flags_sweep",
+            "review-flags-sweep",
+            frozenset({"references.tasks.review_flags_sweep"}),
             {
                 "flags": lambda: ReviewFlag.all_tenants.count(),
                 "holds": lambda: ReferenceHold.all_tenants.count(),
@@ -134,39 +142,78 @@ def _in_memory_broker() -> Iterator[None]:
         app.amqp._producer_pool = None
 
 
+@contextmanager
+def _published() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Record every task name and keyword arguments published (``delay`` ends in ``send_task`` too);
+    the publish itself still goes to the in-memory broker and costs what it costs."""
+    from refmgr.celery import app
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+    original = app.send_task
+
+    def send_task(name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        sent.append((name, dict(kwargs or {})))
+        return original(name, args, kwargs, **options)
+
+    app.send_task = send_task  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        app.send_task = original  # type: ignore[method-assign]
+
+
+def _apply(task_name: str, kwargs: dict[str, Any]) -> Any:
+    from refmgr.celery import app
+
+    outcome = app.tasks[task_name].apply(kwargs=kwargs)
+    if outcome.failed():
+        raise RuntimeError(f"{task_name}({kwargs}) failed:\n{outcome.traceback}")
+    return outcome.get()
+
+
 def _run_once(sweep: Sweep, run: int) -> Result:
+    from django.conf import settings
     from django.db import connection
 
     from refmgr.celery import app
     from refmgr.tenancy.models import Organization
 
     app.loader.import_default_modules()  # autodiscovery, as `celery worker` does at start
-    task = app.tasks[sweep.task_name]
+    entry = settings.CELERY_BEAT_SCHEDULE[sweep.beat_entry]
+    organizations = Organization.objects.filter(is_active=True).count()
     before = _counts(sweep)
     timer = StatementTimer()
     returned: dict[str, int] = {}
+    worked: set[int] = set()
     started = time.perf_counter()
-    with connection.execute_wrapper(timer):
-        # fan_out's own read, then one task per organization, as the worker would run them.
-        organization_ids = list(Organization.objects.filter(is_active=True).values_list("pk", flat=True))
-        for organization_id in organization_ids:
-            timer.current = organization_id
-            outcome = task.apply(kwargs={"organization_id": organization_id})
-            if outcome.failed():
-                raise RuntimeError(f"{sweep.task_name} failed for organization {organization_id}:\n{outcome.traceback}")
-            value = outcome.get()
-            for key, number in value.items() if isinstance(value, dict) else [("returned", value or 0)]:
-                returned[key] = returned.get(key, 0) + int(number)
+    with connection.execute_wrapper(timer), _published() as sent:
+        # Beat's entry, then each per-organization task it published, in order, as a worker would run them.
+        values = [_apply(entry["task"], dict(entry.get("kwargs", {})))]
+        done = 0
+        while done < len(sent):
+            name, kwargs = sent[done]
+            done += 1
+            if name not in sweep.children:
+                continue
+            timer.current = kwargs["organization_id"]
+            worked.add(timer.current)
+            values.append(_apply(name, kwargs))
             timer.current = None
+    for value in values[1:] if sweep.children else values:
+        for key, number in value.items() if isinstance(value, dict) else [("returned", value or 0)]:
+            returned[key] = returned.get(key, 0) + int(number)
+    published = len(sent)
     wall = time.perf_counter() - started
     after = _counts(sweep)
     changed = {name: after[name] - before[name] for name in before}
-    per_org = timer.per_organization.values()
+    per_org = [timer.per_organization.get(organization_id, 0) for organization_id in worked]
     met = wall <= WALL_LIMIT_S and (sweep.limit_db_s is None or timer.seconds <= sweep.limit_db_s)
     rows = ", ".join(f"{name} {number:+,}" for name, number in changed.items())
+    entry_statements = timer.statements - sum(per_org)
     note = (
-        f"{len(organization_ids)} orgs; {timer.statements:,} statements "
-        f"({min(per_org, default=0)} to {max(per_org, default=0)} per org); {rows}"
+        f"{organizations} orgs, {len(worked)} given work; {timer.statements:,} statements "
+        f"({entry_statements} in the entry, {min(per_org, default=0)} to {max(per_org, default=0)} per org "
+        f"given work); {published:,} tasks published; {rows}"
     )
     if sweep.limit_db_s is not None:
         note += f"; db {'≤' if timer.seconds <= REMINDER_DB_LIMIT_S else '>'} {REMINDER_DB_LIMIT_S:g} s"
@@ -184,7 +231,10 @@ def _run_once(sweep: Sweep, run: int) -> Result:
             "statements": float(timer.statements),
             "statements_per_org_min": float(min(per_org, default=0)),
             "statements_per_org_max": float(max(per_org, default=0)),
-            "organizations": float(len(organization_ids)),
+            "organizations": float(organizations),
+            "organizations_given_work": float(len(worked)),
+            "entry_statements": float(entry_statements),
+            "tasks_published": float(published),
             **{f"rows: {name}": float(number) for name, number in changed.items()},
             **{f"returned: {name}": float(number) for name, number in returned.items()},
         },
@@ -197,7 +247,7 @@ def measure() -> list[Result]:
     return list(measure_each())
 
 
-def measure_each() -> Iterator[Result]:
+def measure_each(only: Iterable[str] = ()) -> Iterator[Result]:
     """:func:`measure`, one result at a time (the command line prints each as it comes)."""
     from django.db import connection
 
@@ -205,7 +255,10 @@ def measure_each() -> Iterator[Result]:
     if connection.vendor != "postgresql" or name in SHARED_DATABASES or not str(name).startswith("refmgr_bench"):
         raise RuntimeError(f"bench.sweeps changes data: run it on a throwaway refmgr_bench* copy, not {name!r}")
     with _in_memory_broker():
+        wanted = set(only)
         for sweep in _sweeps():
+            if wanted and sweep.beat_entry not in wanted:
+                continue
             yield _run_once(sweep, 1)
             yield _run_once(sweep, 2)
 
@@ -242,6 +295,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/refmgr_bench_small_sweeps")
     parser.add_argument("--template", help="create the database of --database-url (or --copy) from this one first")
     parser.add_argument("--copy", help="the throwaway database's name (with --template)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="BEAT_ENTRY",
+        help="run only this sweep, by its beat entry (consent-expiry-sweep, consent-reminders-sweep, "
+        "review-flags-sweep); repeatable",
+    )
     args = parser.parse_args(argv)
     url = args.database_url
     if args.template:
@@ -264,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("celery").setLevel(logging.WARNING)  # one INFO line per organization and task otherwise
     connection_created.connect(as_app_role, dispatch_uid="bench.sweeps.app_role")
     connection.ensure_connection()
-    for result in measure_each():
+    for result in measure_each(args.only):
         extra = result.extra
         print(
             f"{result.name:<58} wall {extra['wall_s']:7.3f} s  db {extra['db_s']:7.3f} s  "

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dateutil.relativedelta import relativedelta
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Max, OuterRef, Q, Subquery
+from django.db.models import Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -1176,61 +1176,12 @@ def consent_parties_changed(
 def consent_expire_lapsed(*, organization: Organization, now: datetime | None = None) -> int:
     """Mark every granted consent whose end has passed as expired, and make its scope unusable.
 
-    A fixed number of statements whatever the number of due consents: one read of the due rows
-    (the partial index ``consent_state_granted_until``), one INSERT of their ledger events, one
-    UPDATE of their states. A night's due rows are a small share of the grants (about 0.1 % of
-    them at the benchmark's scale), so reading them in one go is bounded in practice.
+    The nightly sweep's statements (``consent.sweeps.consent_expire``) for one organization: a fixed
+    number whatever the number of due consents; its ledger locked before the due rows are read, so a
+    second sweep (duplicate beat, two workers) waits, then finds them expired. Returns how many expired.
     """
     assert_current_organization(organization)
-    now = now or timezone.now()
-    # Lock the ledger before reading what is due: a second sweep (duplicate beat, two workers)
-    # then waits, and its read sees this one's committed rows as expired instead of expiring them again.
-    ledger.ledger_lock(organization=organization)
-    due = list(
-        ConsentState.objects.filter(status=ConsentStatus.GRANTED, valid_until__lte=now)
-        .order_by("id")
-        .values("pk", "reference_id", "scope", "party", "contact_id")
-    )
-    expired = len(due)
-    if due:
-        ledger.ledger_append(
-            organization=organization,
-            events=[
-                _event(
-                    ConsentEventKind.EXPIRED,
-                    contact_id=row["contact_id"],
-                    reference_id=row["reference_id"],
-                    scope=row["scope"],
-                    party=row["party"],
-                    mechanism=Mechanism.SYSTEM,
-                )
-                for row in due
-            ],
-            now=now,
-        )
-        last_event = (
-            ConsentEvent.objects.filter(
-                reference_id=OuterRef("reference_id"), scope=OuterRef("scope"), party=OuterRef("party")
-            )
-            .values("reference_id")
-            .annotate(last=Max("sequence"))
-            .values("last")
-        )
-        # The read's own predicate, not a list of ids (which would grow the statement with the rows
-        # and meet SQLite's parameter cap): every change to a state appends to the ledger, whose lock
-        # this transaction holds, so the rows it matches are exactly the ones read above.
-        ConsentState.objects.filter(status=ConsentStatus.GRANTED, valid_until__lte=now).update(
-            status=ConsentStatus.EXPIRED, last_sequence=Subquery(last_event), updated_at=now
-        )
-    lapsed = reference_services.reference_scope_grants_lapse(organization=organization, now=now)
-    if expired:
-        record(
-            organization=organization,
-            actor=None,
-            action="consent.expired",
-            details={"consents": expired, "scope_grants": lapsed, "at": now.isoformat()},
-        )
-    return expired
+    return sweeps.consent_expire(now=now or timezone.now(), organization_ids=[organization.pk]).get(organization.pk, 0)
 
 
 @transaction.atomic

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from celery import shared_task
 from django.db import connection
 
@@ -13,3 +15,20 @@ def health_check() -> dict[str, str]:
         cursor.execute("SELECT 1")
         cursor.fetchone()
     return {"status": "ok", "database": connection.vendor}
+
+
+def organizations_send(task_name: str, organization_ids: Iterable[int]) -> int:
+    """Enqueue ``task_name`` (a ``TenantTask``) for each organization named; returns how many.
+
+    The counterpart of ``refmgr.tenancy.tasks.fan_out`` for sweeps that first find, in one
+    statement across organizations, which organizations have work: only those get a task, so a
+    night with nothing due publishes nothing. ``send_task`` follows ``task_routes`` by name, as
+    ``fan_out`` does.
+    """
+    from refmgr.celery import app
+
+    sent = 0
+    for organization_id in organization_ids:
+        app.send_task(task_name, kwargs={"organization_id": organization_id})
+        sent += 1
+    return sent

@@ -390,18 +390,22 @@ CONSENT_SWEEPS = {
     "consent.tasks.consent_reminders_sweep",
     "consent.tasks.consent_outbox_dispatch",
 }
+CONSENT_ENTRY_POINTS = {
+    "consent.tasks.consent_expiry_nightly",
+    "consent.tasks.consent_reminders_nightly",
+    "consent.tasks.consent_outbox_relay",
+}
 
 
-def test_beat_fans_the_consent_sweeps_out_per_organization() -> None:
-    entries = {
-        entry["kwargs"]["task_name"]: entry
-        for entry in settings.CELERY_BEAT_SCHEDULE.values()
-        if entry["task"] == "refmgr.tenancy.tasks.fan_out"
-    }
-    assert entries.keys() >= CONSENT_SWEEPS
-    assert entries["consent.tasks.consent_outbox_dispatch"]["schedule"] == timedelta(minutes=1)
-    expiry = entries["consent.tasks.consent_expiry_sweep"]["schedule"]
-    remind = entries["consent.tasks.consent_reminders_sweep"]["schedule"]
+def test_beat_runs_the_consent_sweeps_through_their_entry_points() -> None:
+    # Beat's entries find the organizations with work themselves (test_nightly_sweeps.py); they are
+    # not fanned out to every organization any more.
+    entries = {entry["task"]: entry for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert entries.keys() >= CONSENT_ENTRY_POINTS
+    assert not {entry.get("kwargs", {}).get("task_name") for entry in entries.values()} & CONSENT_SWEEPS
+    assert entries["consent.tasks.consent_outbox_relay"]["schedule"] == timedelta(minutes=1)
+    expiry = entries["consent.tasks.consent_expiry_nightly"]["schedule"]
+    remind = entries["consent.tasks.consent_reminders_nightly"]["schedule"]
     assert isinstance(expiry, crontab)
     assert isinstance(remind, crontab)
     # Nightly, and reminders after expiry, so nothing that lapsed tonight is reminded.
@@ -411,8 +415,9 @@ def test_beat_fans_the_consent_sweeps_out_per_organization() -> None:
 
 def test_the_workers_find_every_consent_task() -> None:
     app.loader.import_default_modules()  # what `celery worker` does at start: autodiscovery
-    assert {*CONSENT_SWEEPS, "consent.tasks.consent_message_send", "refmgr.tenancy.tasks.fan_out"} <= set(app.tasks)
-    for name in CONSENT_SWEEPS | {"consent.tasks.consent_message_send"}:
+    sends = {"consent.tasks.consent_message_send", "consent.tasks.consent_messages_send"}
+    assert {*CONSENT_SWEEPS, *CONSENT_ENTRY_POINTS, *sends, "refmgr.tenancy.tasks.fan_out"} <= set(app.tasks)
+    for name in CONSENT_SWEEPS | CONSENT_ENTRY_POINTS | sends:
         # The default queue, which every worker consumes: no route sends them where nobody listens.
         assert app.amqp.router.route({}, name).get("queue").name == app.conf.task_default_queue
 
