@@ -2,7 +2,11 @@
 
     python -m bench.pages setup   --plan PLAN.json                      # choose orgs, filters, deep pages
     python -m bench.pages measure --plan PLAN.json --out RESULTS.json   # pages + floors (RLS on)
-    BENCH_RLS=off python -m bench.pages rls --plan PLAN.json --out RESULTS.json   # pages without the policy
+    python -m bench.pages rls     --plan PLAN.json --out RESULTS.json   # the same pages without the policies
+
+*Rls* times each page again in alternating rounds with the policies binding (the application role) and
+not binding (``SET ROLE NONE``: the owner, a superuser), on one connection, so that the machine's load
+drifts hit both sides alike; the p50 difference is the policies' cost.
 
 All three run with ``DJANGO_SETTINGS_MODULE=bench.settings`` (production-like, as the application role,
 see that module) and ``DATABASE_URL`` naming the bench database; ``bench/run.py`` starts them.
@@ -386,6 +390,74 @@ def measure_pages(plan: Plan, *, requests: int, warmup: int, floors: bool) -> li
     return results
 
 
+RLS_TARGET_MS = 1.5
+RLS_ROUNDS = 10
+
+
+def _policies(active: bool) -> None:
+    """Make the policies bind (the application role) or not (the owner, a superuser) on this connection.
+
+    ``SET ROLE NONE`` returns to the login role, whatever the connection started with, so both sides
+    run on the same persistent connection, the same plans cache and the same moment's machine load.
+    """
+    from django.conf import settings
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET ROLE {settings.DATABASE_APP_ROLE}" if active else "SET ROLE NONE")
+
+
+def rls_row(section: str, label: str, with_policy: list[float], without_policy: list[float]) -> Result:
+    """The p50 difference of one page with and without the policies binding."""
+    on, off = percentile(with_policy, 0.5), percentile(without_policy, 0.5)
+    return Result(
+        "rls",
+        f"{section} {label}: p50 with - without policy",
+        value=on - off,
+        unit="ms",
+        samples=len(with_policy),
+        target=f"≤ +{RLS_TARGET_MS:g} ms",
+        met=on - off <= RLS_TARGET_MS,
+        note=f"p50 {on:.2f} vs {off:.2f} ms",
+        extra={"with_p50_ms": on, "without_p50_ms": off},
+    )
+
+
+def measure_rls(plan: Plan, *, requests: int, warmup: int) -> list[Result]:
+    """Each page with and without the policies, alternating in rounds so that load drifts hit both sides."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = session_user")
+        (bypasses,) = cursor.fetchone()
+    if not bypasses:
+        return [Result("rls", "RLS cost", note="not measured: the login role does not bypass row-level security")]
+    clients = _clients(plan)
+    results: list[Result] = []
+    chunk = max(1, requests // RLS_ROUNDS)
+    try:
+        for page in plan.pages:
+            get = _getter(clients[(page.kind, page.organization)], page.path)
+            samples: dict[bool, list[float]] = {True: [], False: []}
+            for active in (True, False):
+                _policies(active)
+                time_calls(get, requests=0, warmup=warmup)
+            for round_number in range(RLS_ROUNDS):
+                for active in (True, False) if round_number % 2 == 0 else (False, True):
+                    _policies(active)
+                    samples[active] += time_calls(get, requests=chunk, warmup=1)
+            section = "catalogue" if page.kind == "catalogue" else "api"
+            results.append(rls_row(section, page.label, samples[True], samples[False]))
+            print(
+                f"    {'rls':<9} {section:<9} {page.label:<42} {results[-1].value:+.2f} ms ({results[-1].note})",
+                flush=True,
+            )
+    finally:
+        _policies(True)
+    return results
+
+
 def _write_capture(path: str, captured: dict[str, dict[str, Any]]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(captured, handle, indent=1)
@@ -424,7 +496,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     plan = Plan.load(args.plan)
     os.environ["BENCH_CAPTURE_FILE"] = plan.capture_file
-    results = measure_pages(plan, requests=args.requests, warmup=args.warmup, floors=args.stage == "measure")
+    if args.stage == "rls":
+        results = measure_rls(plan, requests=args.requests, warmup=args.warmup)
+    else:
+        results = measure_pages(plan, requests=args.requests, warmup=args.warmup, floors=True)
     if args.out:
         save_results(args.out, results)
 

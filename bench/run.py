@@ -12,7 +12,7 @@ Steps, each in its own process so that settings and connections never leak from 
 1. ``bench.generate --recreate`` (its time is reported), unless ``--skip-generate``;
 2. ``bench.pages setup``: organizations, filters, tokens, sessions and deep pages (the plan);
 3. ``bench.pages measure``: catalogue and API pages at concurrency 1 with their floors;
-4. ``bench.pages rls`` with ``BENCH_RLS=off``: the same pages with the policies not binding;
+4. ``bench.pages rls``: the same pages with and without the policies binding, in alternating rounds;
 5. ``bench.load``: gunicorn, concurrency 4 and throughput;
 6. the consent page, the sweeps and the import (``bench.optional``) on a throwaway copy made with
    ``CREATE DATABASE … TEMPLATE`` once nothing is connected to the bench database, dropped afterwards.
@@ -40,7 +40,6 @@ from bench.pages import Plan, load_results
 from bench.results import Result
 
 ROOT = Path(__file__).resolve().parent.parent
-RLS_TARGET_MS = 1.5
 COUNTED_TABLES = (
     ("organizations", "tenancy_organization"),
     ("users", "auth_user"),
@@ -189,29 +188,6 @@ def git_commit() -> str:
     return commit.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
-def rls_rows(with_policy: list[Result], without_policy: list[Result]) -> list[Result]:
-    """The p50 difference of each page with and without the policies binding."""
-    before = {(r.section, r.name): r for r in without_policy if r.p50_ms is not None}
-    rows = []
-    for result in with_policy:
-        other = before.get((result.section, result.name))
-        if other is None or result.p50_ms is None or other.p50_ms is None:
-            continue
-        difference = result.p50_ms - other.p50_ms
-        rows.append(
-            Result(
-                "rls",
-                f"{result.section} {result.name}: p50 with - without policy",
-                value=difference,
-                unit="ms",
-                target=f"≤ +{RLS_TARGET_MS:g} ms",
-                met=difference <= RLS_TARGET_MS,
-                extra={"with_p50_ms": result.p50_ms, "without_p50_ms": other.p50_ms},
-            )
-        )
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=("small", "full"), default="full")
@@ -292,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         runner.results += pages
         out = workdir / "rls.json"
-        without = runner.step(
+        runner.results += runner.step(
             "rls",
-            "the same pages without the policies (BENCH_RLS=off)",
+            "the same pages with and without the policies, alternating",
             "-m",
             "bench.pages",
             "rls",
@@ -302,10 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             "--out",
             str(out),
             out=out,
-            env={"BENCH_RLS": "off"},
         )
-        crashed = any("crashed" in result.note for result in without)
-        runner.results += without if crashed else rls_rows(pages, without)
         out = workdir / "load.json"
         load_requests = args.load_requests or 2 * args.requests
         runner.results += runner.step(

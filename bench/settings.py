@@ -9,9 +9,11 @@ production.
 The connection logs in as the owner named in ``DATABASE_URL`` (the bench database's creator) and takes
 the application role at connection start (libpq ``options=-c role=refmgr_app``), which is the same
 session state the tests reach with ``SET ROLE`` but costs no statement per connection.
-``BENCH_RLS=off`` leaves the role out: the owner is a superuser here, so the policies do not bind,
-which is the "without the policy" side of the RLS-cost comparison. Every statement still carries the
-organization prefix, so only the policies' own cost differs.
+``BENCH_RLS=off`` leaves the role out: the owner is a superuser here, so the policies do not bind
+(every statement still carries the organization prefix, so only the policies' own cost differs). The
+report's RLS rows do not need it: ``bench.pages rls`` switches role on one connection, alternating,
+which keeps the machine's load out of the difference; the switch is for comparing whole runs by hand
+(e.g. gunicorn without the policies).
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bench import report
-from bench.pages import _next_html, _path
+from bench.pages import _next_html, _path, rls_row
 from bench.results import Result, percentile
-from bench.run import bench_url, rls_rows
+from bench.run import bench_url
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -89,12 +89,11 @@ def test_next_link_is_the_rel_next_anchor() -> None:
     assert _path("http://testserver/api/v1/references/?cursor=C&search=x") == "/api/v1/references/?cursor=C&search=x"
 
 
-def test_rls_rows_compare_the_same_page() -> None:
-    with_policy = [Result("api", "p, c=1", 5.0, 9.0), Result("catalogue", "p, c=1", 7.0, 9.0)]
-    without = [Result("api", "p, c=1", 4.0, 8.0), Result("catalogue", "p, c=1", 4.5, 8.0)]
-    api, catalogue = rls_rows(with_policy, without)
-    assert (api.value, api.met) == (1.0, True)
-    assert (catalogue.value, catalogue.met) == (2.5, False)
+def test_rls_row_is_the_p50_difference() -> None:
+    cheap = rls_row("api", "p", [5.0, 5.5, 9.0], [4.0, 4.5, 30.0])
+    assert (cheap.value, cheap.met) == (1.0, True)
+    dear = rls_row("catalogue", "p", [7.0, 7.0, 7.0], [4.5, 4.5, 4.5])
+    assert (dear.value, dear.met) == (2.5, False)
 
 
 def test_bench_url_never_names_the_apps_database(monkeypatch: pytest.MonkeyPatch) -> None:
