@@ -1,17 +1,29 @@
 """CSV import and export of accounts, contacts and references.
 
-Import is two steps, preview then confirm, and both run the very same code:
-every row goes through the ordinary services (``account_create``,
-``contact_update`` …) inside one transaction, each row in its own savepoint.
-A preview rolls the whole transaction back; a confirm commits it only when
-every row is valid, or when the user chose to import only the valid rows.
-So the report a user reads is exactly what the confirm would do, rows that
-depend on earlier rows of the same file validate correctly, and nothing is
-half-written (django-import-export's ``dry_run`` works the same way).
+Import is two steps, preview then confirm, and both run the very same
+checks, in one transaction: the preview reports on every row and writes
+nothing that stays; the confirm checks every row again (the data may have
+changed since) and writes only when every row is valid, or when the user
+chose to import only the valid rows. So the report a user reads is exactly
+what the confirm does, and nothing is half-written.
 
-Between the two steps the decoded file is kept server-side, in the
-session, under a random token: the browser only holds the token, and the
-rows are validated again on confirm, because the data may have changed.
+- Accounts and contacts (up to 10,000 rows) go row by row through the
+  ordinary services (``account_create``, ``contact_update`` …), each row in
+  its own savepoint, so rows that depend on earlier rows of the same file
+  validate correctly; the preview rolls the transaction back
+  (django-import-export's ``dry_run`` works the same way).
+- References (up to 100,000 rows) are checked in Python against lookups
+  loaded once, with the service's own checks, and the preview writes no new
+  reference at all; the confirm writes them set-based, a few statements per
+  10,000 rows (:class:`_ReferenceImport`). Rows that update an existing
+  reference go through ``reference_update`` in a savepoint each, in both
+  steps (consent may refuse them), and the preview rolls those back.
+- If the database still refuses a confirm that passed every check (an
+  account or contact the file names was deleted meanwhile), the whole
+  confirm rolls back and ``ImportReport.failure`` says so.
+
+Between the two steps the decoded file is kept server-side, in private
+storage, under a random token: the browser only holds the token.
 """
 
 from __future__ import annotations
@@ -29,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from refmgr.audit.services import record, record_many
@@ -51,9 +64,9 @@ MAX_BYTES = 64 * 1024 * 1024
 MAX_ROWS = 10_000
 # References are validated in Python against lookups loaded once and written in bulk (issue 6: 100,000 rows ≤ 30 s).
 MAX_REFERENCE_ROWS = 100_000
-# Rows written per INSERT statement: about 15 parameters a reference keeps it well under PostgreSQL's 65,535.
-BATCH_SIZE = 2_000
-LABEL_BATCH_SIZE = 6_000  # six parameters a label
+# References written per statement (their values go as arrays, so PostgreSQL's 65,535-parameter limit does
+# not apply): it bounds the statement's size, some 4 MB of text, and Python's copies of it.
+BATCH_SIZE = 10_000
 # A confirmed import that created this many references refreshes the planner's statistics at once
 # (docs/known-limitations.md "Performance"): autovacuum would wait for 10 % of the table to change.
 ANALYZE_AFTER_ROWS = 1_000
@@ -239,6 +252,8 @@ class ImportReport:
     kind: str
     rows: list[RowResult]
     committed: bool = False
+    # Why a confirm that passed every check still wrote nothing (the database refused it).
+    failure: str = ""
 
     @property
     def invalid(self) -> list[RowResult]:
@@ -301,23 +316,32 @@ def import_run(
     commit: bool,
     valid_only: bool = False,
 ) -> ImportReport:
-    """Validate every row by applying it, then commit or roll back the whole file.
+    """Check every row, then write the file, or nothing.
 
     ``commit=False`` is the preview. With ``commit=True`` the file is written
     when every row is valid, or, with ``valid_only=True``, the valid rows
-    are; otherwise nothing is. One transaction either way. A confirmed
-    import that created many references refreshes the planner's statistics
-    once it has committed (:func:`import_analyze`).
+    are; otherwise nothing is. Both run the same checks in one transaction
+    (see the module docstring). If the database still refuses what the
+    checks accepted (a row it names was deleted meanwhile), nothing is
+    written and ``report.failure`` says why. A confirmed import that created
+    many references refreshes the planner's statistics once it has committed
+    (:func:`import_analyze`).
     """
     assert_current_organization(organization)
     report = ImportReport(kind=parsed.kind, rows=[])
-    with transaction.atomic():
-        if parsed.kind == "references":
-            _ReferenceImport(organization=organization, actor=actor).run(parsed, report)
-        else:
-            _run_row_by_row(organization=organization, actor=actor, parsed=parsed, report=report)
-        report.committed = commit and (report.all_valid or valid_only) and report.valid_count > 0
-        if report.committed:
+    try:
+        with transaction.atomic():
+            if parsed.kind == "references":
+                importer = _ReferenceImport(organization=organization, actor=actor)
+                new = importer.check(parsed, report)
+            else:
+                _run_row_by_row(organization=organization, actor=actor, parsed=parsed, report=report)
+            report.committed = commit and (report.all_valid or valid_only) and report.valid_count > 0
+            if not report.committed:
+                transaction.set_rollback(True)
+                return report
+            if parsed.kind == "references":
+                importer.create(new)
             record(
                 organization=organization,
                 actor=actor,
@@ -330,13 +354,31 @@ def import_run(
                     "skipped_invalid": len(report.invalid),
                 },
             )
-        else:
-            transaction.set_rollback(True)
-    if report.committed and parsed.kind == "references" and report.created >= ANALYZE_AFTER_ROWS:
+            # The foreign keys are checked at commit (DEFERRABLE INITIALLY DEFERRED); checked here,
+            # a refusal is caught below even when the caller's transaction commits later.
+            connection.check_constraints(table_names=_IMPORT_TABLES[parsed.kind])
+    except IntegrityError:
+        # The checks found every account and contact the rows name; the database no longer does
+        # (deleted by someone else since). Everything rolled back with the atomic block.
+        report.committed = False
+        report.failure = _(
+            "Nothing was imported: the organization's data changed while the file was being imported "
+            "(an account or contact it names was removed). Check the file again."
+        )
+        return report
+    if parsed.kind == "references" and report.created >= ANALYZE_AFTER_ROWS:
         # After the commit (of the outermost transaction, if the caller holds one): the statistics
         # then count the new rows, and ANALYZE's lock is not held for the rest of a long transaction.
         transaction.on_commit(import_analyze)
     return report
+
+
+# What ``connection.check_constraints`` checks on SQLite (PostgreSQL checks every deferred constraint).
+_IMPORT_TABLES = {
+    "accounts": ["references_account", "audit_auditevent"],
+    "contacts": ["references_contact", "audit_auditevent"],
+    "references": ["references_reference", "references_referencelabel", "audit_auditevent"],
+}
 
 
 def _start_row(kind: str, number: int, values: dict[str, str], problems: list[str], report: ImportReport) -> RowResult:
@@ -381,6 +423,54 @@ def _run_row_by_row(
             _add_error(result, error)
 
 
+@dataclass(slots=True)
+class _NewReference:
+    """A checked row that creates a reference: what the INSERTs need, without a model instance.
+
+    100,000 model instances held from the check to the write would take hundreds of megabytes.
+    """
+
+    title: str
+    summary: str
+    publication: str
+    account_id: int
+    advocate_id: int | None
+    labels: dict[str, list[str]]
+
+
+# The columns the import writes, in the INSERT's order; ``search_document`` is the trigger's. A new
+# column of Reference must be added here (tests/references/test_imports.py compares the two).
+REFERENCE_COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "organization_id",
+    "owner_id",
+    "status",
+    "retired_at",
+    "disclosure",
+    "restricted",
+    "title",
+    "summary",
+    "publication",
+    "account_id",
+    "advocate_id",
+)
+
+_INSERT_REFERENCES = f"""
+    INSERT INTO references_reference ({", ".join(REFERENCE_COLUMNS)})
+    SELECT r.id, %s, %s, %s, %s, %s, NULL, %s, %s, r.title, r.summary, r.publication, r.account_id, r.advocate_id
+      FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[])
+           AS r (id, title, summary, publication, account_id, advocate_id)
+"""  # noqa: S608 - the column names are the constants above, every value a parameter
+_INSERT_LABELS = """
+    INSERT INTO references_referencelabel (created_at, updated_at, organization_id, reference_id, kind, value)
+    SELECT %s, %s, %s, l.reference_id, l.kind, l.value
+      FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS l (reference_id, kind, value)
+"""
+_NEXT_REFERENCE_IDS = "SELECT nextval(pg_get_serial_sequence('references_reference', 'id')) FROM generate_series(1, %s)"
+
+
 class _ReferenceImport:
     """References, set-based: what ``services.reference_create`` checks and writes, for 100,000 rows.
 
@@ -389,13 +479,16 @@ class _ReferenceImport:
     audit event): 100,000 rows took most of an hour. Here the lookups are loaded once (the
     organization's accounts and contacts, and the references of the accounts the file names),
     every row is checked in Python in file order with the service's own functions
-    (``labels_parse``, ``_reference_check``, ``_full_clean``) so the report is the same, and
-    the new references, their labels and their ``reference.created`` audit events are written
-    with one INSERT per table and batch. ``reference_create`` sends no signal, so there is none
-    to send here either; the search document is filled by the database's triggers (migration
-    0006), per batch. Rows that match an existing reference still go through
-    ``services.reference_update`` in a savepoint each, because an update can be refused by
-    consent (signals) and replaces labels: those rows cost what they cost in the UI.
+    (``labels_parse``, ``_reference_check``, ``_full_clean``) so the report is the same
+    (:meth:`check`), and only then, when the import commits, are the new references, their
+    labels and their ``reference.created`` audit events written (:meth:`create`): on PostgreSQL
+    one ``INSERT … SELECT … FROM unnest(…)`` per table and batch, the values as arrays, because
+    Django's ``bulk_create`` spent more time composing its statements than the database took
+    to run them. ``reference_create`` sends no signal, so there is none to send here either; the
+    search document is filled by the database's triggers (migration 0006). Rows that match an
+    existing reference still go through ``services.reference_update`` in a savepoint each,
+    during the check, because an update can be refused by consent (signals) and replaces
+    labels: those rows cost what they cost in the UI.
 
     Differences from applying the rows one by one: names and emails are compared with
     ``str.casefold()`` in Python rather than the database's ``UPPER()`` (they differ only on
@@ -417,12 +510,17 @@ class _ReferenceImport:
             for word in (str(value).casefold(), str(label).casefold())
         }
 
-    def run(self, parsed: ParsedFile, report: ImportReport) -> None:
+    def check(self, parsed: ParsedFile, report: ImportReport) -> list[_NewReference]:
+        """Report on every row; returns the references the valid new rows create, in file order.
+
+        Writes nothing but the updates of existing references, each through the service in
+        a savepoint (the caller's transaction decides whether they stay).
+        """
         self._load(parsed)
         seen: dict[str, int] = {}
         # (account id, casefolded title) of references this file creates → the row creating it.
         creating: dict[tuple[int, str], int] = {}
-        pending: list[tuple[Reference, dict[str, list[str]]]] = []
+        new: list[_NewReference] = []
         for number, values, problems in parsed.rows:
             result = _start_row("references", number, values, problems, report)
             if not result.ok:
@@ -434,19 +532,13 @@ class _ReferenceImport:
                         self._update(values)
                     result.action = "update"
                 else:
-                    pending.append(created)
-                    creating[(created[0].account_id, values["title"].casefold())] = number
+                    new.append(created)
+                    creating[(created.account_id, values["title"].casefold())] = number
                     result.action = "create"
                 seen.setdefault(_row_key("references", values), number)
             except (_RowError, ApplicationError, ValidationError) as error:
                 _add_error(result, error)
-            # Written as the batches fill, so memory holds one batch of objects, not the file's. No
-            # later row's check reads these rows back: they are known from ``creating`` above.
-            if len(pending) >= BATCH_SIZE:
-                self._create(pending)
-                pending = []
-        if pending:
-            self._create(pending)
+        return new
 
     def _load(self, parsed: ParsedFile) -> None:
         """The lookups every row needs, in a number of queries that does not depend on the rows."""
@@ -471,8 +563,8 @@ class _ReferenceImport:
             {pk for _n, values, _p in parsed.rows if (pk := self._account_id(values.get("account", ""))) is not None}
         )
         self.existing: dict[tuple[int, str], int] = {}
-        for start in range(0, len(account_ids), BATCH_SIZE * 5):
-            references = Reference.objects.filter(account_id__in=account_ids[start : start + BATCH_SIZE * 5])
+        for start in range(0, len(account_ids), BATCH_SIZE):
+            references = Reference.objects.filter(account_id__in=account_ids[start : start + BATCH_SIZE])
             for pk, account_id, title in references.order_by("-updated_at", "-id").values_list(
                 "pk", "account_id", "title"
             ):
@@ -486,7 +578,7 @@ class _ReferenceImport:
 
     def _check_row(
         self, values: dict[str, str], seen: dict[str, int], creating: dict[tuple[int, str], int], number: int
-    ) -> tuple[Reference, dict[str, list[str]]] | None:
+    ) -> _NewReference | None:
         """The reference a valid new row creates, with its labels; None for an update; raises for an error.
 
         Checks in the order ``_apply_reference`` and ``reference_create`` make them, so the
@@ -537,7 +629,14 @@ class _ReferenceImport:
         services._full_clean(
             reference, exclude=["organization", "account", "advocate", "owner"], validate_constraints=False
         )
-        return reference, labels
+        return _NewReference(
+            title=reference.title,
+            summary=reference.summary,
+            publication=str(reference.publication),  # the default is an enum member
+            account_id=account_id,
+            advocate_id=reference.advocate_id,
+            labels=labels,
+        )
 
     def _update(self, values: dict[str, str]) -> None:
         """An existing reference, through the service (labels replaced, consent told of changes)."""
@@ -558,46 +657,95 @@ class _ReferenceImport:
                 fields[column] = values[column]
         services.reference_update(organization=self.organization, reference=existing, actor=self.actor, **fields)
 
-    def _create(self, batch: list[tuple[Reference, dict[str, list[str]]]]) -> None:
-        """One batch: the references and their labels, then one ``reference.created`` event each."""
-        references = [reference for reference, _labels in batch]
-        labels = [
-            ReferenceLabel(organization=self.organization, reference=reference, kind=kind, value=value)
-            for reference, of_reference in batch
-            for kind, values_of_kind in of_reference.items()
-            for value in values_of_kind
-        ]
-        if connection.vendor == "postgresql":
-            # Labels first, under ids taken from the sequence: the foreign key is checked at commit
-            # (Django makes it DEFERRABLE INITIALLY DEFERRED), and the references' insert trigger then
-            # builds each search document once, labels included. References first, the labels'
-            # trigger rebuilt every document a second time with an UPDATE: 40 % of the database time.
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT nextval(pg_get_serial_sequence('references_reference', 'id')) FROM generate_series(1, %s)",
-                    [len(references)],
-                )
-                for reference, (pk,) in zip(references, cursor.fetchall(), strict=True):
-                    reference.pk = pk
-            for label in labels:
-                label.reference_id = label.reference.pk
-            ReferenceLabel.objects.bulk_create(labels, batch_size=LABEL_BATCH_SIZE)
-            Reference.objects.bulk_create(references)
-        else:
-            Reference.objects.bulk_create(references)
-            for label in labels:
-                label.reference_id = label.reference.pk
-            ReferenceLabel.objects.bulk_create(labels, batch_size=LABEL_BATCH_SIZE)
-        record_many(
-            organization=self.organization,
-            actor=self.actor,
-            action="reference.created",
-            events=(
-                (reference, {"account": reference.account_id, **{k: v for k, v in labels.items() if v}})
-                for reference, (_same, labels) in zip(references, batch, strict=True)
-            ),
-            batch_size=BATCH_SIZE,
+    def create(self, new: list[_NewReference]) -> None:
+        """Write the checked new references, their labels and one ``reference.created`` event each."""
+        for start in range(0, len(new), BATCH_SIZE):
+            batch = new[start : start + BATCH_SIZE]
+            if connection.vendor == "postgresql":
+                ids = self._insert_postgresql(batch)
+            else:
+                ids = self._insert_bulk_create(batch)
+            record_many(
+                organization=self.organization,
+                actor=self.actor,
+                action="reference.created",
+                object_type=Reference._meta.label_lower,
+                events=[
+                    (str(pk), row.title, {"account": row.account_id, **{k: v for k, v in row.labels.items() if v}})
+                    for pk, row in zip(ids, batch, strict=True)
+                ],
+            )
+
+    def _insert_postgresql(self, batch: list[_NewReference]) -> list[int]:
+        """One batch in three statements: ids from the sequence, the labels, the references."""
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            cursor.execute(_NEXT_REFERENCE_IDS, [len(batch)])
+            ids = [pk for (pk,) in cursor.fetchall()]
+            # Labels first, under the ids just taken: the foreign key is checked at commit (Django
+            # makes it DEFERRABLE INITIALLY DEFERRED), and the references' insert trigger then builds
+            # each search document once, labels included. References first, the labels' trigger
+            # rebuilt every document a second time with an UPDATE: 40 % of the database time.
+            label_ids: list[int] = []
+            kinds: list[str] = []
+            label_values: list[str] = []
+            for pk, row in zip(ids, batch, strict=True):
+                for kind, values_of_kind in row.labels.items():
+                    for value in values_of_kind:
+                        label_ids.append(pk)
+                        kinds.append(kind)
+                        label_values.append(value)
+            if label_ids:
+                cursor.execute(_INSERT_LABELS, [now, now, self.organization.pk, label_ids, kinds, label_values])
+            cursor.execute(
+                _INSERT_REFERENCES,
+                [
+                    now,
+                    now,
+                    self.organization.pk,
+                    self.owner.pk if self.owner is not None else None,
+                    _REFERENCE_DEFAULTS["status"],
+                    _REFERENCE_DEFAULTS["disclosure"],
+                    _REFERENCE_DEFAULTS["restricted"],
+                    ids,
+                    [row.title for row in batch],
+                    [row.summary for row in batch],
+                    [row.publication for row in batch],
+                    [row.account_id for row in batch],
+                    [row.advocate_id for row in batch],
+                ],
+            )
+        return ids
+
+    def _insert_bulk_create(self, batch: list[_NewReference]) -> list[int]:
+        """SQLite (the tests' other database): Django's bulk_create, which returns the ids there too."""
+        references = Reference.objects.bulk_create(
+            Reference(
+                organization=self.organization,
+                owner=self.owner,
+                title=row.title,
+                summary=row.summary,
+                publication=row.publication,
+                account_id=row.account_id,
+                advocate_id=row.advocate_id,
+            )
+            for row in batch
         )
+        ReferenceLabel.objects.bulk_create(
+            ReferenceLabel(organization=self.organization, reference=reference, kind=kind, value=value)
+            for reference, row in zip(references, batch, strict=True)
+            for kind, values_of_kind in row.labels.items()
+            for value in values_of_kind
+        )
+        return [reference.pk for reference in references]
+
+
+# What a new Reference holds in the columns the import does not take from the file.
+_REFERENCE_DEFAULTS = {
+    "status": str(Reference._meta.get_field("status").get_default()),
+    "disclosure": str(Reference._meta.get_field("disclosure").get_default()),
+    "restricted": bool(Reference._meta.get_field("restricted").get_default()),
+}
 
 
 def import_analyze() -> None:

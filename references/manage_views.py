@@ -560,11 +560,14 @@ def _import_confirm(request: HttpRequest, organization_slug: str) -> HttpRespons
         valid_only=form.cleaned_data["valid_only"],
     )
     if not report.committed:
-        message = (
-            _("Nothing was imported: no row is valid.")
-            if report.valid_count == 0
-            else _("Nothing was imported: some rows are not valid. Fix them, or tick “import only the valid rows”.")
-        )
+        if report.failure:
+            message = report.failure
+        elif report.valid_count == 0:
+            message = _("Nothing was imported: no row is valid.")
+        else:
+            message = _(
+                "Nothing was imported: some rows are not valid. Fix them, or tick “import only the valid rows”."
+            )
         messages.error(request, message)
         return _import_page(
             request,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -298,23 +299,102 @@ def _statements_for(organization, actor, text: str) -> tuple[int, int]:
     return inserts, len(queries) - inserts
 
 
-def test_it_imports_references_in_a_number_of_queries_that_does_not_grow_with_the_rows(carol, org_a, globex):
+def test_it_imports_references_in_a_number_of_queries_that_does_not_grow_with_the_rows(
+    carol, org_a, globex, monkeypatch
+):
     few = _statements_for(org_a, carol, REFERENCE_HEADER + _reference_rows(10))
     many = _statements_for(org_a, carol, REFERENCE_HEADER + _reference_rows(200, start=10))
-    # The lookups, the savepoints and the import's own audit event: the same for 10 rows as for 200.
+    # The lookups, the ids, the constraint check and the import's own audit event: the same for 10 rows as for 200.
     assert few[1] == many[1]
     # References, labels, audit events, and the import's event: one INSERT each per batch.
     assert few[0] == 4
     if connection.vendor == "postgresql":
         assert many[0] == 4
-        more = _statements_for(org_a, carol, REFERENCE_HEADER + _reference_rows(imports.BATCH_SIZE + 1, start=210))
-        # Two batches of references and audit events; the first batch's 7,000 labels take two INSERTs;
-        # each batch takes its ids from the sequence in one statement.
-        labels = math.ceil(3.5 * imports.BATCH_SIZE / imports.LABEL_BATCH_SIZE) + 1
-        assert more == (1 + 2 + 2 + labels, many[1] + 1)
+        # Statements grow with the batches only: three batches, three INSERTs and one id query each.
+        monkeypatch.setattr(imports, "BATCH_SIZE", 100)
+        more = _statements_for(org_a, carol, REFERENCE_HEADER + _reference_rows(250, start=210))
+        assert more == (1 + 3 * 3, many[1] + 2)
     else:
         # SQLite allows 999 parameters a statement, so Django splits each INSERT in batches of 66 or more.
         assert many[0] <= 1 + 3 * math.ceil(200 / 66)
+
+
+def test_it_previews_references_without_writing_and_confirms_exactly_the_report(client, carol, org_a, globex):
+    ReferenceFactory(organization=org_a, account=globex, advocate=None, title="Story 3", summary="Old")
+    client.force_login(carol)
+    text = REFERENCE_HEADER + _reference_rows(300) + "Nowhere Inc,,Lost story,,,,,\n"
+
+    def counts():
+        return (
+            Reference.objects.count(),
+            ReferenceLabel.objects.count(),
+            AuditEvent.objects.count(),
+            Reference.objects.get(title="Story 3").summary,
+        )
+
+    before = in_org(org_a, counts)
+    with CaptureQueriesContext(connection) as queries:
+        preview = upload(client, "references", text)
+    report = preview.context["report"]
+    assert (report.created, report.updated, len(report.invalid)) == (299, 1, 1)
+    assert in_org(org_a, counts) == before == (1, 0, 0, "Old")
+    # New references are not written and rolled back: they are not written at all. Only the update of
+    # Story 3 goes through the service (its three kinds of labels and its event), and is rolled back.
+    inserts = [q["sql"] for q in queries if "INSERT INTO" in q["sql"]]
+    assert not [sql for sql in inserts if re.search(r'INSERT INTO "?references_reference"?\s*\(', sql)]
+    assert len([sql for sql in inserts if "references_referencelabel" in sql or "audit_auditevent" in sql]) == 4
+
+    assert confirm(client, preview, valid_only=True).status_code == 302
+
+    def written():
+        created = Reference.objects.exclude(title="Story 3")
+        return (
+            sorted(created.values_list("title", flat=True)),
+            sorted(AuditEvent.objects.filter(action="reference.created").values_list("object_repr", flat=True)),
+            AuditEvent.objects.filter(action="reference.updated").count(),
+            ReferenceLabel.objects.filter(reference__in=created).count(),
+            Reference.objects.get(title="Story 3").summary,
+        )
+
+    titles, events, updated, labels, summary = in_org(org_a, written)
+    expected = sorted(row.values["title"] for row in report.rows if row.ok and row.action == "create")
+    assert titles == events == expected
+    assert (updated, summary) == (1, "Summary 3")
+    assert labels == sum(3 + (n % 2) for n in range(300) if n != 3)
+
+
+def test_it_rolls_the_confirm_back_when_the_database_refuses_a_checked_row(client, carol, org_a, globex, monkeypatch):
+    """A contact deleted after the check (by someone else, in real life): the insert's foreign key fails."""
+    client.force_login(carol)
+    preview = upload(client, "references", REFERENCE_HEADER + _reference_rows(20))
+    assert preview.context["report"].all_valid
+    check = imports._ReferenceImport.check
+
+    def check_then_lose_the_advocate(self, parsed, report):
+        new = check(self, parsed, report)
+        Contact.objects.filter(email="ann@globex.example").delete()
+        return new
+
+    monkeypatch.setattr(imports._ReferenceImport, "check", check_then_lose_the_advocate)
+    response = confirm(client, preview)
+    assert response.status_code == 400
+    assert "data changed while the file was being imported" in response.content.decode()
+    state = in_org(
+        org_a,
+        lambda: (
+            Reference.objects.count(),
+            ReferenceLabel.objects.count(),
+            AuditEvent.objects.count(),
+            Contact.objects.filter(email="ann@globex.example").exists(),  # the deletion rolled back with the rest
+        ),
+    )
+    assert state == (0, 0, 0, True)
+
+
+def test_it_writes_every_column_of_a_reference():
+    """The set-based INSERT names its columns: a new column of Reference must be added to it."""
+    columns = {field.column for field in Reference._meta.concrete_fields} - {"search_document"}
+    assert set(imports.REFERENCE_COLUMNS) == columns
 
 
 TRICKY = (
@@ -339,11 +419,26 @@ def _report_of(organization, actor, bulk: bool):
     report = imports.ImportReport(kind="references", rows=[])
     with tenant_context(organization), transaction.atomic():
         if bulk:
-            imports._ReferenceImport(organization=organization, actor=actor).run(parsed, report)
+            importer = imports._ReferenceImport(organization=organization, actor=actor)
+            importer.create(importer.check(parsed, report))
         else:
             imports._run_row_by_row(organization=organization, actor=actor, parsed=parsed, report=report)
         state = sorted(
-            (r.title, r.summary, r.publication, r.advocate_id, sorted(r.labels.values_list("kind", "value")))
+            (
+                r.title,
+                r.summary,
+                r.publication,
+                r.advocate_id,
+                r.owner_id,
+                r.status,
+                r.disclosure,
+                r.restricted,
+                r.retired_at,
+                r.created_at is not None and r.updated_at is not None,
+                sorted(r.labels.values_list("kind", "value")),
+                # Filled by the triggers on PostgreSQL: the same document either way.
+                str(Reference.objects.values_list("search_document", flat=True).get(pk=r.pk)),
+            )
             for r in Reference.objects.all()
         )
         events = sorted(AuditEvent.objects.values_list("action", "object_repr", "details"), key=str)
