@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from refmgr.tenancy.context import get_current_organization
+from celery import shared_task
+from django.utils import timezone
+
+from refmgr.common.tasks import organizations_send
+from refmgr.tenancy.context import cross_organization, get_current_organization
 from refmgr.tenancy.tasks import tenant_task
 
 
@@ -25,11 +29,20 @@ def incentive_flag(*, organization_id: int, incentive_id: int) -> int:
 
 @tenant_task(name="references.tasks.review_flags_sweep")
 def review_flags_sweep(*, organization_id: int) -> dict[str, int]:
-    """The nightly sweep: every incentive and every tell-tale word, idempotently."""
-    from .incentives import incentive_flag_references, review_flag_text_scan
+    """One organization's nightly review: incentives and tell-tale words, over what changed since
+    its checkpoint (everything the first time, or when its words change). Idempotent."""
+    from .incentives import review_flags_sweep as review_flags_sweep_service
 
-    organization = get_current_organization()
-    return {
-        "incentives": incentive_flag_references(organization=organization),
-        "text": review_flag_text_scan(organization=organization),
-    }
+    return review_flags_sweep_service(organization=get_current_organization())
+
+
+@shared_task(name="references.tasks.review_flags_nightly", acks_late=True)
+def review_flags_nightly() -> int:
+    """Beat, nightly: one read across organizations names those with anything changed since their
+    checkpoint; only they get ``review_flags_sweep``. A night with no change is one statement.
+    Returns how many organizations were sent work."""
+    from .incentives import organizations_to_review
+
+    with cross_organization("review sweep: which organizations changed since their checkpoint (one statement)"):
+        organization_ids = organizations_to_review(now=timezone.now())
+    return organizations_send("references.tasks.review_flags_sweep", organization_ids)

@@ -83,6 +83,8 @@ class Incentive(TenantOwnedModel):
         indexes = [
             models.Index(fields=["organization", "contact"], name="references_incentive_contact"),
             models.Index(fields=["organization", "account"], name="references_incentive_account"),
+            # The nightly review sweep reads only incentives changed since its checkpoint (ReviewScan).
+            models.Index(fields=["organization", "updated_at"], name="references_incentive_changed"),
         ]
 
     def __str__(self) -> str:
@@ -133,6 +135,27 @@ class ReviewFlag(TenantOwnedModel):
         return f"{self.get_status_display()}: {self.reason}"
 
 
+class ReviewScan(TenantOwnedModel):
+    """How far the nightly review sweep has read an organization: its checkpoint.
+
+    The sweep reads only rows changed after ``scanned_until`` (references, their material, usage
+    requests, incentives); ``fingerprint`` says which words and window that reading used, so a
+    change of either makes the next sweep read everything of the organization again.
+    """
+
+    scanned_until = models.DateTimeField()
+    fingerprint = models.CharField(max_length=64)
+
+    class Meta(TenantOwnedModel.Meta):
+        constraints = [
+            *TenantOwnedModel.Meta.constraints,
+            models.UniqueConstraint(fields=["organization"], name="references_review_scan_one_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return f"review scan up to {self.scanned_until:%Y-%m-%d %H:%M}"
+
+
 __all__ = [
     "CURRENCIES",
     "DEFAULT_INCENTIVE_WORDS",
@@ -142,4 +165,5 @@ __all__ = [
     "IncentiveCondition",
     "IncentiveKind",
     "ReviewFlag",
+    "ReviewScan",
 ]

@@ -270,6 +270,8 @@ class ReferenceAsset(TenantOwnedModel):
 
     class Meta(TenantOwnedModel.Meta):
         ordering = ["kind", "id"]
+        # The nightly review sweep reads only material changed since its checkpoint (ReviewScan).
+        indexes = [models.Index(fields=["organization", "updated_at"], name="references_asset_changed")]
 
     def __str__(self) -> str:
         return self.title or f"{self.get_kind_display()} of {self.reference_id}"
@@ -384,6 +386,8 @@ class UsageRequest(TenantOwnedModel):
         indexes = [
             models.Index(fields=["organization", "status", "needed_by"], name="references_usage_queue"),
             models.Index(fields=["organization", "requested_by", "-created_at"], name="references_usage_mine"),
+            # The nightly review sweep reads only requests changed since its checkpoint (ReviewScan).
+            models.Index(fields=["organization", "updated_at"], name="references_usage_changed"),
         ]
 
     def __str__(self) -> str:

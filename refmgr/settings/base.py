@@ -266,10 +266,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=5),
         "kwargs": {"task_name": "refmgr.tenancy.tasks.invitations_send_pending"},
     },
+    # Only organizations with a change since their checkpoint get a review task (references/incentives.py).
     "review-flags-sweep": {
-        "task": "refmgr.tenancy.tasks.fan_out",
+        "task": "references.tasks.review_flags_nightly",
         "schedule": crontab(hour=2, minute=30),
-        "kwargs": {"task_name": "references.tasks.review_flags_sweep"},
     },
     # Consent: expire lapsed grants first, then remind about the ones ending soon (so nothing
     # expired tonight is reminded), and relay the outbox every minute (emails whose task was lost).
