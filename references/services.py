@@ -520,12 +520,14 @@ def _account_fields(data: dict[str, Any]) -> dict[str, Any]:
     return {name: (data.get(name) or "").strip() for name in allowed if name in data}
 
 
-def _full_clean(instance: Any, exclude: list[str] | None = None, validate_constraints: bool = True) -> None:
+def _full_clean(
+    instance: Any, exclude: list[str] | None = None, validate_constraints: bool = True, validate_unique: bool = True
+) -> None:
     """``full_clean()`` with Django's ValidationError turned into the first ApplicationError per field."""
     from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
     try:
-        instance.full_clean(exclude=exclude, validate_constraints=validate_constraints)
+        instance.full_clean(exclude=exclude, validate_unique=validate_unique, validate_constraints=validate_constraints)
     except ValidationError as error:
         field, messages = next(iter(error.message_dict.items()))
         raise ApplicationError(

@@ -397,6 +397,13 @@ def test_it_writes_every_column_of_a_reference():
     assert set(imports.REFERENCE_COLUMNS) == columns
 
 
+def test_it_skips_only_the_uniqueness_checks_a_new_reference_cannot_fail():
+    """The import's full_clean skips unique fields and constraints: Reference must have none but its id."""
+    assert [field.name for field in Reference._meta.fields if field.unique] == ["id"]
+    assert Reference._meta.unique_together == ()
+    assert [constraint.fields for constraint in Reference._meta.constraints] == [("organization", "id")]
+
+
 TRICKY = (
     REFERENCE_HEADER
     + "Globex,ann@globex.example,New story,Fine,attributed,Ledger,,\n"
