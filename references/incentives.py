@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
@@ -38,7 +38,6 @@ from .models import (
     IncentiveCondition,
     Reference,
     ReferenceAsset,
-    ReferenceHold,
     ReferenceSettings,
     ReferenceStatus,
     ReviewFlag,
@@ -197,19 +196,21 @@ def _insert_flags(organization: Organization, flags: list[ReviewFlag]) -> int:
     # One INSERT each on PostgreSQL however many flags (no batch_size: batches would make the
     # statement count grow with the rows; SQLite alone splits them, at its parameter cap).
     ReviewFlag.objects.bulk_create(flags, ignore_conflicts=True)
-    ReferenceHold.objects.bulk_create(
-        [
-            ReferenceHold(
-                organization=organization,
-                reference_id=flag.reference_id,
-                kind=HoldKind.REVIEW,
-                source=flag.source_key,
-                reason=flag.reason,
-            )
-            for flag in flags
-        ],
-        ignore_conflicts=True,
-    )
+    # The holds copied from the flags in the database: building a second object per flag was a third
+    # of the largest organization's first sweep (28,000 flags: 3 of 11 s, pyinstrument). Every flag of
+    # these sources holds its reference; ones already held, or released, stay as they are.
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    placeholders = ", ".join(["%s"] * len(sources))  # placeholders only: every value is a parameter
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO references_referencehold"  # noqa: S608
+            " (organization_id, reference_id, kind, source, reason, released_at, created_at, updated_at)"
+            " SELECT f.organization_id, f.reference_id, %s, f.source_key, f.reason, NULL, %s, %s"
+            " FROM references_reviewflag f"
+            f" WHERE f.organization_id = %s AND f.source_key IN ({placeholders})"
+            " ON CONFLICT DO NOTHING",
+            [HoldKind.REVIEW, now, now, organization.pk, *sorted(sources)],
+        )
     after = ReviewFlag.objects.filter(source_key__in=sources).count()
     return after - before
 
@@ -256,7 +257,8 @@ def incentive_flag_references(
         by_contact[reference["advocate_id"]].append(reference)
         by_account[reference["account_id"]].append(reference)
     flags = []
-    labels = dict(Incentive._meta.get_field("kind").choices)
+    # Translated once: formatting a lazy label per flag cost 0.6 s over 28,000 flags.
+    labels = {kind: str(label) for kind, label in Incentive._meta.get_field("kind").choices}
     for row in rows:
         given = timezone.make_aware(datetime.combine(row["given_on"], datetime.min.time()))
         touched = by_contact[row["contact_id"]] if row["contact_id"] else by_account[row["account_id"]]
