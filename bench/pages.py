@@ -13,8 +13,9 @@ see that module) and ``DATABASE_URL`` naming the bench database; ``bench/run.py`
 
 *Setup* picks the median organization (by reference count) and the largest, creates an API token and a
 signed-in session for each one's ``<slug>-sales1``, chooses a text query and two filters from the
-organization's own data (the most frequent product label and usable scope, then the search word that
-matches the most references with them), and reaches a deep page by following the pages' own ``next``
+organization's own data (the most frequent product label and usable scope, then the rarest long-tail
+search term that still gives more than two pages with them, see ``CANDIDATE_WORDS``), and reaches a deep
+page by following the pages' own ``next``
 links (HTML ``<a rel="next">``, the API's ``next``) up to ``--depth``; the depth reached is recorded.
 It writes everything to the plan file, which the load stage (gunicorn) reads too.
 
@@ -38,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from bench.generate import search_term
 from bench.results import Result, percentile
 
 PAGE_P50_MS = 8.0
@@ -46,8 +48,12 @@ PLAIN_RATIO = 2.5
 ABOVE_SQL_MS = 10.0
 PAGE_TARGET = f"p50 ≤ {PAGE_P50_MS:g} ms, p95 ≤ {PAGE_P95_MS:g} ms"
 KINDS = ("catalogue", "api")
-# Words every bench summary draws from (bench/generate.py WORDS); setup keeps the one that matches most.
-CANDIDATE_WORDS = ("migration", "platform", "analytics", "integration", "security", "customer")
+# Search candidates: the summaries' long-tail terms (bench/generate.py TERMS, Zipf-distributed, from the
+# most common down) and, last, the common words every summary draws from. Setup keeps the rarest one
+# that still fills more than two pages with the filters, as a real search would be selective; where
+# none does (a median organization has a few hundred references), the one with the most matches.
+CANDIDATE_WORDS = (*(search_term(rank) for rank in range(40, 0, -1)), "integration", "migration", "platform")
+MIN_DEEP_MATCHES = 41
 _NEXT_LINK = re.compile(r"<a\b[^>]*>", re.I)
 _HREF = re.compile(r'\bhref="([^"]*)"', re.I)
 
@@ -159,7 +165,8 @@ def _choose_filters(organization: Any, user: Any) -> tuple[dict[str, str], int]:
         word: reference_catalogue(organization=organization, user=user, query=word, filters=filters).count()
         for word in CANDIDATE_WORDS
     }
-    word = max(CANDIDATE_WORDS, key=lambda w: (counts[w], -CANDIDATE_WORDS.index(w)))
+    deep_enough = [w for w in CANDIDATE_WORDS if counts[w] >= MIN_DEEP_MATCHES]
+    word = deep_enough[0] if deep_enough else max(CANDIDATE_WORDS, key=lambda w: (counts[w], -CANDIDATE_WORDS.index(w)))
     return {"q": word, "product": filters.product, "scope": filters.scope}, counts[word]
 
 

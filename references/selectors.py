@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, FloatField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast
 from django.db.models.lookups import IsNull
 from django.utils import timezone
 
@@ -206,9 +207,10 @@ def reference_search(references: QuerySet[Reference], query: str) -> QuerySet[Re
         # One stored document per reference (title, summary, labels, and the account's name unless
         # anonymised; migration 0006), matched through its GIN index even under row-level security.
         search_query = SearchQuery(query, search_type="websearch", config="english")
-        return references.filter(search_document=search_query).annotate(
-            rank=SearchRank(F("search_document"), search_query)
-        )
+        # ts_rank returns real (float4); as double precision the value read back into a keyset
+        # cursor compares equal to itself, so rows tied on rank are neither lost nor repeated.
+        rank = Cast(SearchRank(F("search_document"), search_query), output_field=FloatField())
+        return references.filter(search_document=search_query).annotate(rank=rank)
     # SQLite (development): every word must appear in the title, the summary, a label or the account's name.
     for term in terms:
         references = references.filter(Q(title__icontains=term) | Q(summary__icontains=term) | named_by(term))
