@@ -310,10 +310,11 @@ def test_it_imports_references_in_a_number_of_queries_that_does_not_grow_with_th
     assert few[0] == 4
     if connection.vendor == "postgresql":
         assert many[0] == 4
-        # Statements grow with the batches only: three batches, three INSERTs and one id query each.
+        # Statements grow with the batches only: three batches, three INSERTs each, and an id query and
+        # the search-document switch turned on and off (migration 0010) each.
         monkeypatch.setattr(imports, "BATCH_SIZE", 100)
         more = _statements_for(org_a, carol, REFERENCE_HEADER + _reference_rows(250, start=210))
-        assert more == (1 + 3 * 3, many[1] + 2)
+        assert more == (1 + 3 * 3, many[1] + 2 * 3)
     else:
         # SQLite allows 999 parameters a statement, so Django splits each INSERT in batches of 66 or more.
         assert many[0] <= 1 + 3 * math.ceil(200 / 66)
@@ -471,6 +472,43 @@ def test_it_reports_and_writes_references_exactly_as_row_by_row_through_the_serv
     assert rows[10] == ("", {"tags": ["At most 30 entries."]})
     assert rows[11] == ("", {"account": ["No account with this name or CRM id."]})
     assert rows[13] == ("", {"title": ["Required."]})
+
+
+def test_it_makes_imported_references_searchable_and_leaves_the_triggers_on(client, carol, org_a, globex):
+    """The import computes the search documents itself (the triggers stand aside, migration 0010):
+    found by title, label and account name, but an anonymised one not by its account's name; and
+    the switch is off again after the import, so later writes in the same transaction keep their
+    documents current through the triggers."""
+    from references import services
+    from references.selectors import reference_search
+
+    rows = (
+        REFERENCE_HEADER
+        + "Globex,,Quarterly zeppelin rollout,Finance team,attributed,Ledger,Audit,emea\n"
+        + "Globex,,Hidden walrus story,Quiet,anonymised,Close,,\n"
+    )
+    client.force_login(carol)
+    assert confirm(client, upload(client, "references", rows)).status_code == 302
+
+    def found(query: str) -> list[str]:
+        return sorted(reference_search(Reference.objects.all(), query).values_list("title", flat=True))
+
+    with tenant_context(org_a):
+        assert found("zeppelin") == ["Quarterly zeppelin rollout"]
+        assert found("walrus") == ["Hidden walrus story"]
+        assert found("ledger") == ["Quarterly zeppelin rollout"]  # a product label
+        assert found("emea") == ["Quarterly zeppelin rollout"]  # a tag
+        assert found("close") == ["Hidden walrus story"]
+        assert found("globex") == ["Quarterly zeppelin rollout"]  # not the anonymised one
+        assert found("walrus globex") == []
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT current_setting('refmgr.bulk_document', true)")
+                assert cursor.fetchone()[0] in (None, "", "off")
+        # Later writes go through the triggers again (inside the test's transaction, like the import).
+        hidden = Reference.objects.get(title="Hidden walrus story")
+        services.reference_update(organization=org_a, reference=hidden, actor=carol, tags="narwhal")
+        assert found("narwhal") == ["Hidden walrus story"]
 
 
 def test_it_lists_the_first_errors_and_valid_rows_and_counts_the_rest(client, carol, org_a, globex, monkeypatch):
