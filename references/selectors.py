@@ -14,6 +14,7 @@ from django.db.models.lookups import IsNull
 from django.utils import timezone
 
 from refmgr.tenancy.context import assert_current_organization as _assert_current
+from refmgr.tenancy.context import get_current_organization
 from refmgr.tenancy.models import Organization
 
 from .models import (
@@ -207,10 +208,12 @@ def reference_search(references: QuerySet[Reference], query: str) -> QuerySet[Re
         # One stored document per reference (title, summary, labels, and the account's name unless
         # anonymised; migration 0006), matched through its GIN index even under row-level security.
         search_query = SearchQuery(query, search_type="websearch", config="english")
+        # The organization's own lexeme (migration 0011) lets the GIN scan skip other organizations.
+        organization = SearchQuery(f"org{get_current_organization().pk}", search_type="raw", config="simple")
         # ts_rank returns real (float4); as double precision the value read back into a keyset
         # cursor compares equal to itself, so rows tied on rank are neither lost nor repeated.
         rank = Cast(SearchRank(F("search_document"), search_query), output_field=FloatField())
-        return references.filter(search_document=search_query).annotate(rank=rank)
+        return references.filter(search_document=search_query & organization).annotate(rank=rank)
     # SQLite (development): every word must appear in the title, the summary, a label or the account's name.
     for term in terms:
         references = references.filter(Q(title__icontains=term) | Q(summary__icontains=term) | named_by(term))

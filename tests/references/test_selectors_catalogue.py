@@ -307,3 +307,14 @@ def test_it_keeps_labels_out_of_other_organizations_facets(org_a, org_b, bob, li
         facets = selectors.reference_catalogue_facets(organization=org_a, user=bob)
         assert ReferenceLabel.objects.filter(value="Secret product").count() == 0
     assert "Secret product" not in dict(facets["product"])
+
+
+@pytest.mark.postgres
+def test_the_organization_lexeme_only_narrows_the_search(org_a, org_b, bob, library):
+    from tests.factories.references import ReferenceFactory, grant
+
+    # Another organization's summary naming org A's lexeme is still not org A's reference.
+    intruder = ReferenceFactory(organization=org_b, title="Intruder", summary=f"org{org_a.pk} onboarding")
+    grant(intruder, "quote")
+    assert "Intruder" not in titles(org_a, bob, query="onboarding")
+    assert titles(org_a, bob, query="onboarding") == ["Fleet onboarding in six weeks"]
