@@ -405,6 +405,62 @@ def test_it_skips_only_the_uniqueness_checks_a_new_reference_cannot_fail():
     assert [constraint.fields for constraint in Reference._meta.constraints] == [("organization", "id")]
 
 
+def test_it_validates_per_row_exactly_the_fields_a_row_sets():
+    """full_clean is split: the columns every new row shares are validated once, the file's per row."""
+    from django.db.models import Model
+
+    # full_clean would also call clean(), which the import does not: Reference must not define one.
+    assert Reference.clean is Model.clean
+    # The columns the INSERT takes from a row (the rest are defaults, timestamps, the organization and
+    # the owner), in the model's field order, as Model.clean_fields goes through them.
+    from_the_row = {"title", "summary", "publication", "account_id", "advocate_id"}
+    assert set(imports.REFERENCE_COLUMNS) - from_the_row == {
+        "id",
+        "created_at",
+        "updated_at",
+        "organization_id",
+        "owner_id",
+        "status",
+        "retired_at",
+        "disclosure",
+        "restricted",
+    }
+    fields = [field.name for field in Reference._meta.fields if field.name in imports._ROW_FIELDS]
+    assert tuple(fields) == imports._ROW_FIELDS
+    assert {"account", "advocate"} <= set(imports._FOREIGN_KEYS_FOUND)
+
+
+@pytest.mark.parametrize(
+    ("title", "publication", "errors"),
+    [
+        ("T" * 201, "attributed", {"title"}),
+        ("", "", {"title", "publication"}),
+        ("T" * 201, "bogus", {"title", "publication"}),
+        ("Fine", "bogus", {"publication"}),
+    ],
+)
+def test_it_reports_every_field_error_of_a_row_as_full_clean_does(org_a, carol, title, publication, errors):
+    from references import services
+    from refmgr.common.exceptions import ApplicationError
+
+    with tenant_context(org_a):
+        importer = imports._ReferenceImport(organization=org_a, actor=carol)
+        ours = Reference(organization=org_a, title=title, publication=publication)
+        theirs = Reference(organization=org_a, title=title, publication=publication)
+        with pytest.raises(ApplicationError) as mine:
+            importer._clean_row_fields(ours)
+        with pytest.raises(ApplicationError) as full:
+            services._full_clean(
+                theirs, exclude=list(imports._FOREIGN_KEYS_FOUND), validate_constraints=False, validate_unique=False
+            )
+    assert set(mine.value.extra) == errors
+    assert (mine.value.message, mine.value.field, mine.value.extra) == (
+        full.value.message,
+        full.value.field,
+        full.value.extra,
+    )
+
+
 TRICKY = (
     REFERENCE_HEADER
     + "Globex,ann@globex.example,New story,Fine,attributed,Ledger,,\n"
