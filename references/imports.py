@@ -491,7 +491,8 @@ class _ReferenceImport:
     one ``INSERT … SELECT … FROM unnest(…)`` per table and batch, the values as arrays, because
     Django's ``bulk_create`` spent more time composing its statements than the database took
     to run them. ``reference_create`` sends no signal, so there is none to send here either; the
-    search document is filled by the database's triggers (migration 0006). Rows that match an
+    search document is computed by ``refmgr_reference_document`` in the INSERT, the triggers
+    standing aside for it (migrations 0006 and 0010). Rows that match an
     existing reference still go through ``services.reference_update`` in a savepoint each,
     during the check, because an update can be refused by consent (signals) and replaces
     labels: those rows cost what they cost in the UI.
