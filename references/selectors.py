@@ -231,9 +231,9 @@ def _catalogue_filter(references: QuerySet[Reference], filters: CatalogueFilters
         references = references.filter(account__size_band=filters.size_band)
     for kind, value in ((LabelKind.PRODUCT, filters.product), (LabelKind.USE_CASE, filters.use_case)):
         if value:
-            references = references.filter(
-                Exists(ReferenceLabel.objects.filter(reference=OuterRef("pk"), kind=kind, value=value))
-            )
+            # A per-row check rather than EXISTS, for the reason given in reference_usable_filter().
+            labels = ReferenceLabel.objects.filter(reference=OuterRef("pk"), kind=kind, value=value)
+            references = references.filter(IsNull(Subquery(labels.order_by().values("pk")[:1]), False))
     if filters.scope:
         # The catalogue is already usable (active, no open hold): the chosen scope's grant must be current.
         grants = ReferenceScopeGrant.objects.filter(reference=OuterRef("pk"), scope=filters.scope)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models.lookups import IsNull
 from rest_framework.filters import SearchFilter
 from rest_framework.request import Request
 
@@ -53,7 +54,9 @@ class ContactFilter(django_filters.FilterSet):
 def _label_filter(kind: str) -> Any:
     def method(queryset: QuerySet[Reference], name: str, value: str) -> QuerySet[Reference]:
         labels = ReferenceLabel.objects.filter(reference=OuterRef("pk"), kind=kind, value__iexact=value)
-        return queryset.filter(Exists(labels))
+        # A per-row check, not EXISTS: as a semi-join PostgreSQL started from every label of the
+        # organization (220,000 in the largest benchmark one) instead of from the search's matches.
+        return queryset.filter(IsNull(Subquery(labels.order_by().values("pk")[:1]), False))
 
     return method
 
@@ -140,7 +143,15 @@ class ReferenceSearchFilter(SearchFilter):
 
     def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: Any) -> QuerySet[Any]:
         query = request.query_params.get(self.search_param, "").replace("\x00", "").strip()
-        return reference_search(queryset, query[:200]) if query else queryset
+        if not query:
+            return queryset
+        found = reference_search(queryset, query[:200])
+        if "rank" in found.query.annotations and not request.query_params.get("ordering"):
+            # Best match first, as in the catalogue. It is also the fast order: newest-first made
+            # PostgreSQL walk the largest organization's 100,000 references by date looking for
+            # the few dozen that match (190 ms), where the search index finds them directly.
+            found = found.order_by("-rank", "-updated_at", "-id")
+        return found
 
     def get_search_fields(self, view: Any, request: Request) -> list[str]:
         return ["search_document"]
