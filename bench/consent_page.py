@@ -39,13 +39,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.database import median_organization
 from bench.results import Result, percentile
 
 SECTION = "consent page"
 TARGET = "p95 ≤ 20 ms, ≤ 4 queries"
 P95_LIMIT_MS = 20.0
 QUERY_LIMIT = 4
-MEDIAN_ORGANIZATION = "bench-0501"  # the full data set's median; other scales pick theirs by count
 SCOPE = "call"  # an individual scope with no material to fingerprint: asked of the advocate only
 ADDRESS = "192.0.2.10"
 
@@ -57,37 +57,13 @@ class Setup:
     answers: list[tuple[str, str]]  # (token, manage token) per reference: answered, then revoked
 
 
-def _median_organization() -> Any:
-    from django.db.models import Count
-
-    from references.models import Reference
-    from refmgr.tenancy.context import cross_organization
-    from refmgr.tenancy.models import Organization
-
-    found = Organization.objects.filter(slug=MEDIAN_ORGANIZATION, is_active=True).first()
-    if found is not None:
-        return found
-    with cross_organization("bench: pick the median organization by its number of references"):
-        counts = {
-            row["organization_id"]: row["refs"]
-            for row in Reference.all_tenants.values("organization_id").annotate(refs=Count("id"))
-        }
-    ranked = sorted(
-        Organization.objects.filter(is_active=True, slug__startswith="bench-", pk__in=counts),
-        key=lambda org: (-counts[org.pk], org.slug),
-    )
-    if not ranked:
-        raise RuntimeError("no bench-* organization: generate the data set first (python -m bench.generate)")
-    return ranked[len(ranked) // 2]
-
-
 def _setup(count: int) -> Setup:
     """Requests and links with known tokens, made through the services as the app makes them."""
     from consent.services import consent_link_issue, consent_request_create
     from references.models import Reference
     from refmgr.tenancy.context import tenant_context
 
-    organization = _median_organization()
+    organization = median_organization()
     with tenant_context(organization):
         references = list(
             Reference.objects.filter(status="active", advocate__isnull=False, advocate__requests_paused=False)

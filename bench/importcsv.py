@@ -26,10 +26,10 @@ import re
 import time
 from typing import Any
 
+from bench.database import SHARED_DATABASES, copy_database, median_organization
 from bench.results import Result
 
 # Databases other people read: an import must never write to them.
-SHARED_DATABASES = frozenset({"refmgr_bench_full", "refmgr_bench_small"})
 TARGET_S = 30.0  # "import of 100,000 rows ≤ 30 s"
 
 
@@ -59,22 +59,6 @@ def build_csv(*, rows: int, accounts: list[tuple[str, list[str]]], seed: int = 6
         tags = "; ".join(dict.fromkeys(rng.choices(TAGS, k=rng.randint(1, 2)))) if rng.random() < 0.5 else ""
         writer.writerow((name, advocate, title, summary, rng.choice(PUBLICATIONS), products, use_cases, tags))
     return out.getvalue().encode()
-
-
-def _median_organization() -> Any:
-    from django.db.models import Count
-
-    from references.models import Reference
-    from refmgr.tenancy.context import cross_organization
-    from refmgr.tenancy.models import Organization
-
-    with cross_organization("bench: rank the organizations by reference count"):
-        counts = list(
-            Reference.all_tenants.values("organization").annotate(n=Count("id")).order_by("n", "organization")
-        )
-    if not counts:
-        raise RuntimeError("bench.importcsv: the database holds no references; generate the data set first")
-    return Organization.objects.get(pk=counts[(len(counts) - 1) // 2]["organization"])
 
 
 def _accounts_of(organization: Any) -> list[tuple[str, list[str]]]:
@@ -116,7 +100,7 @@ def measure(*, rows: int = 100_000) -> list[Result]:
     name = connection.settings_dict["NAME"]
     if connection.vendor != "postgresql" or name in SHARED_DATABASES or not str(name).startswith("refmgr_bench"):
         raise RuntimeError(f"bench.importcsv writes: run it on a throwaway refmgr_bench* copy, not {name!r}")
-    organization = _median_organization()
+    organization = median_organization()
     data = build_csv(rows=rows, accounts=_accounts_of(organization))
     with tenant_context(organization):
         before = Reference.objects.count()
@@ -173,29 +157,6 @@ def measure(*, rows: int = 100_000) -> list[Result]:
 # --- Command line: make the copy, connect as the application role, print the rows ------------------
 
 
-def _copy_database(url: str, template: str, copy: str) -> str:
-    """Drop ``copy`` if it exists and create it from ``template``; returns the copy's URL."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    import psycopg2
-    from psycopg2 import sql
-
-    if copy in SHARED_DATABASES or not copy.startswith("refmgr_bench") or copy == template:
-        raise SystemExit(f"--copy must be a new refmgr_bench* name, not {copy!r}")
-    parts = urlsplit(url)
-    maintenance = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")))
-    maintenance.autocommit = True
-    try:
-        with maintenance.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(copy)))
-            cursor.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(copy), sql.Identifier(template))
-            )
-    finally:
-        maintenance.close()
-    return urlunsplit(parts._replace(path=f"/{copy}"))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.importcsv", description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/refmgr_bench_small_import")
@@ -205,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     url = args.database_url
     if args.template:
-        url = _copy_database(url, args.template, args.copy or url.rsplit("/", 1)[1])
+        url = copy_database(url, args.template, args.copy or url.rsplit("/", 1)[1])
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "refmgr.settings.local")
 

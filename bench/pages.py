@@ -121,21 +121,12 @@ def p50_p95(samples: list[float]) -> tuple[float, float]:
 
 def _organizations(largest: str, median: str | None) -> list[tuple[Any, int]]:
     """(organization, reference count) for the median and the largest organization, median first."""
-    from django.db.models import Count
+    from bench.database import organizations_by_size
 
-    from references.models import Reference
-    from refmgr.tenancy.context import cross_organization
-    from refmgr.tenancy.models import Organization
-
-    with cross_organization("bench: organization sizes, to pick the median one"):
-        sizes = {
-            row["organization_id"]: row["n"]
-            for row in Reference.all_tenants.values("organization_id").annotate(n=Count("id")).order_by()
-        }
-        by_size = sorted(Organization.objects.filter(pk__in=sizes), key=lambda org: (-sizes[org.pk], org.slug))
-    chosen = next(org for org in by_size if org.slug == largest)
-    middle = by_size[len(by_size) // 2] if median is None else next(org for org in by_size if org.slug == median)
-    return [(middle, sizes[middle.pk]), (chosen, sizes[chosen.pk])]
+    by_size = organizations_by_size()
+    chosen = next(row for row in by_size if row[0].slug == largest)
+    middle = by_size[len(by_size) // 2] if median is None else next(row for row in by_size if row[0].slug == median)
+    return [middle, chosen]
 
 
 def _choose_filters(organization: Any, user: Any) -> tuple[dict[str, str], int]:

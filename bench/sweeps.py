@@ -38,10 +38,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.database import SHARED_DATABASES, copy_database
 from bench.results import Result
 
 # Databases other people read: a sweep must never change them.
-SHARED_DATABASES = frozenset({"refmgr_bench_full", "refmgr_bench_small"})
 WALL_LIMIT_S = 10.0  # "no sweep over 10 s"
 REMINDER_DB_LIMIT_S = 2.0  # "the reminder sweep over 1,000,000 grants ≤ 2 s of database time"
 REMINDER_DB_WITH_OUTBOX_LIMIT_S = 5.0  # "… (≤ 5 s with its outbox rows)"
@@ -299,30 +299,6 @@ def measure_each(only: Iterable[str] = ()) -> Iterator[Result]:
 # --- Command line: make the copy, connect as the application role, print the rows ------------------
 
 
-def _copy_database(url: str, template: str, copy: str) -> str:
-    """Drop ``copy`` if it exists and create it from ``template``; returns the copy's URL."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    import psycopg2
-    from psycopg2 import sql
-
-    if copy in SHARED_DATABASES or not copy.startswith("refmgr_bench") or copy == template:
-        raise SystemExit(f"--copy must be a new refmgr_bench* name, not {copy!r}")
-    parts = urlsplit(url)
-    maintenance = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")))
-    maintenance.autocommit = True
-    try:
-        with maintenance.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(copy)))
-            # Fails while anyone is connected to the template: wait for them rather than force it.
-            cursor.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(copy), sql.Identifier(template))
-            )
-    finally:
-        maintenance.close()
-    return urlunsplit(parts._replace(path=f"/{copy}"))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.sweeps", description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/refmgr_bench_small_sweeps")
@@ -339,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     url = args.database_url
     if args.template:
-        url = _copy_database(url, args.template, args.copy or url.rsplit("/", 1)[1])
+        url = copy_database(url, args.template, args.copy or url.rsplit("/", 1)[1])
         # The copy gets the code's schema (a template generated before a migration lacks its tables and
         # indexes), as the owner, before this process connects as the application role.
         subprocess.run(
