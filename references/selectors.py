@@ -73,19 +73,26 @@ def reference_usable_scopes(
     return dict(usable)
 
 
+def exists_per_row(rows: QuerySet[Any]) -> Q:
+    """Whether ``rows`` (correlated with ``OuterRef``) holds at least one row, checked row by row.
+
+    The same answer as ``Exists(rows)``, written as a scalar subquery (LIMIT 1, IS NOT NULL):
+    PostgreSQL turns EXISTS into a semi-join, and under row-level security its row estimates
+    are ~10x low, so it hashed all 60,000 current grants of the largest benchmark organization
+    before reading a page (1 s), and started the API's search from all its 220,000 labels. A
+    scalar subquery stays a per-row check, so a page walks its sort index and stops after 20
+    matches, and a search checks only the references it found.
+    """
+    return Q(IsNull(Subquery(rows.order_by().values("pk")[:1]), False))
+
+
 def reference_usable_filter(*, now: datetime | None = None, scope: str | None = None) -> Q:
     """A filter for ``Reference`` querysets: at least one usable scope (or ``scope`` usable)."""
     now = now or timezone.now()
     grants = ReferenceScopeGrant.objects.filter(reference=OuterRef("pk"), granted_until__gt=now)
     if scope:
         grants = grants.filter(scope=scope)
-    # "One current grant exists" as a scalar subquery (LIMIT 1, IS NOT NULL) rather than EXISTS:
-    # PostgreSQL turns EXISTS into a semi-join, and under row-level security its row estimates
-    # are ~10x low, so it hashed all 60,000 current grants of the largest benchmark organization
-    # before reading a page (1 s). A scalar subquery stays a per-row check, so a page walks its
-    # sort index and stops after 20 matches, and a search checks only the references it found.
-    current = IsNull(Subquery(grants.order_by().values("pk")[:1]), False)
-    return Q(status=ReferenceStatus.ACTIVE) & Q(current) & ~Q(Exists(_open_holds()))
+    return Q(status=ReferenceStatus.ACTIVE) & exists_per_row(grants) & ~Q(Exists(_open_holds()))
 
 
 # --- Fatigue ---------------------------------------------------------------------------
@@ -231,9 +238,8 @@ def _catalogue_filter(references: QuerySet[Reference], filters: CatalogueFilters
         references = references.filter(account__size_band=filters.size_band)
     for kind, value in ((LabelKind.PRODUCT, filters.product), (LabelKind.USE_CASE, filters.use_case)):
         if value:
-            # A per-row check rather than EXISTS, for the reason given in reference_usable_filter().
             labels = ReferenceLabel.objects.filter(reference=OuterRef("pk"), kind=kind, value=value)
-            references = references.filter(IsNull(Subquery(labels.order_by().values("pk")[:1]), False))
+            references = references.filter(exists_per_row(labels))
     if filters.scope:
         # The catalogue is already usable (active, no open hold): the chosen scope's grant must be current.
         grants = ReferenceScopeGrant.objects.filter(reference=OuterRef("pk"), scope=filters.scope)
