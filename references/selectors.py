@@ -13,6 +13,7 @@ from django.db.models.functions import Cast
 from django.db.models.lookups import IsNull
 from django.utils import timezone
 
+from refmgr.common.pagination import KeysetPage, keyset_page
 from refmgr.tenancy.context import assert_current_organization as _assert_current
 from refmgr.tenancy.context import get_current_organization
 from refmgr.tenancy.models import Organization
@@ -210,21 +211,28 @@ def reference_search(references: QuerySet[Reference], query: str) -> QuerySet[Re
 
     terms = query.split()[:10]
     if _is_postgres():
-        from django.contrib.postgres.search import SearchQuery, SearchRank
+        from django.contrib.postgres.search import SearchQuery
 
         # One stored document per reference (title, summary, labels, and the account's name unless
         # anonymised; migration 0006), matched through its GIN index even under row-level security.
         search_query = SearchQuery(query, search_type="websearch", config="english")
         # The organization's own lexeme (migration 0011) lets the GIN scan skip other organizations.
         organization = SearchQuery(f"org{get_current_organization().pk}", search_type="raw", config="simple")
-        # ts_rank returns real (float4); as double precision the value read back into a keyset
-        # cursor compares equal to itself, so rows tied on rank are neither lost nor repeated.
-        rank = Cast(SearchRank(F("search_document"), search_query), output_field=FloatField())
-        return references.filter(search_document=search_query & organization).annotate(rank=rank)
+        return references.filter(search_document=search_query & organization).annotate(rank=_search_rank(query))
     # SQLite (development): every word must appear in the title, the summary, a label or the account's name.
     for term in terms:
         references = references.filter(Q(title__icontains=term) | Q(summary__icontains=term) | named_by(term))
     return references
+
+
+def _search_rank(query: str) -> Cast:
+    """How well each reference matches ``query`` (PostgreSQL), for the relevance order."""
+    from django.contrib.postgres.search import SearchQuery, SearchRank
+
+    search_query = SearchQuery(query, search_type="websearch", config="english")
+    # ts_rank returns real (float4); as double precision the value read back into a keyset
+    # cursor compares equal to itself, so rows tied on rank are neither lost nor repeated.
+    return Cast(SearchRank(F("search_document"), search_query), output_field=FloatField())
 
 
 def _catalogue_filter(references: QuerySet[Reference], filters: CatalogueFilters) -> QuerySet[Reference]:
@@ -315,6 +323,9 @@ class CatalogueFacets:
     values: dict[str, list[tuple[str, int]]]
     total: int | None
     capped: bool
+    # The references passing every filter, when they are all known and at most PAGE_IDS of them
+    # (the page is then read by primary key, not by searching again); None otherwise.
+    ids: list[int] | None = None
 
     def __getitem__(self, name: str) -> list[tuple[str, int]]:
         return self.values[name]
@@ -324,6 +335,11 @@ class CatalogueFacets:
 # Counting costs about 30 µs a matching reference on PostgreSQL (labels and grants joined),
 # so this bounds the facet query near 60 ms in the largest benchmark organization (issue 6).
 FACET_SAMPLE = 2_000
+# Up to this many references passing every filter, the facet query also names them, and the page is
+# read by primary key: the search, the usability and the restriction checks then run once a request,
+# not twice (they were half the SQL of the largest benchmark organization's page, issue 6). Above it,
+# the page query walks its sort index and stops after a page, which is cheaper than sorting the ids.
+PAGE_IDS = 1_000
 
 _ACCOUNT_FACETS = {"industry": "account__industry", "region": "account__region", "size_band": "account__size_band"}
 
@@ -401,6 +417,8 @@ def reference_catalogue_facets(
         f"WHERE {passing(except_='scope')} GROUP BY 2"
     )
     params += [organization.pk, connection.ops.adapt_datetimefield_value(now)]
+    # The list itself, one row an id (in the count column), when it is short enough to page by id.
+    parts.append(f"SELECT * FROM (SELECT 'id', NULL, m.f_id FROM m WHERE {passing()} LIMIT {PAGE_IDS + 1}) AS ids")  # noqa: S608
     materialized = "MATERIALIZED " if connection.vendor == "postgresql" else ""
     sql = (
         f"WITH m AS {materialized}({base_sql}), sample AS (SELECT COUNT(*) AS n FROM m) "  # noqa: S608
@@ -414,8 +432,11 @@ def reference_catalogue_facets(
     capped = sampled > FACET_SAMPLE
     counts: dict[str, list[tuple[str, int]]] = {name: [] for name in CATALOGUE_FILTERS}
     total = 0
+    ids: list[int] = []
     for facet, value, n, _sampled in rows:
-        if facet == "":
+        if facet == "id":
+            ids.append(n)
+        elif facet == "":
             total = n
         elif value:
             counts[facet].append((value, n))
@@ -424,7 +445,51 @@ def reference_catalogue_facets(
     # Scopes in their natural order (call, quote, ...), not by count.
     order = {value: index for index, value in enumerate(Scope.values)}
     counts["scope"].sort(key=lambda row: order.get(row[0], len(order)))
-    return CatalogueFacets(values=counts, total=None if capped else total, capped=capped)
+    known = not capped and len(ids) <= PAGE_IDS
+    return CatalogueFacets(
+        values=counts, total=None if capped else total, capped=capped, ids=sorted(ids) if known else None
+    )
+
+
+def reference_catalogue_page(
+    *,
+    organization: Organization,
+    user: Any,
+    query: str = "",
+    filters: CatalogueFilters | None = None,
+    sort: str = "",
+    cursor: str | None = None,
+    per_page: int,
+) -> tuple[CatalogueFacets, KeysetPage]:
+    """The catalogue as a salesperson sees it: the facet counts and one keyset page, in two queries.
+
+    The facet query reads the matching references once; when it could name all of those passing
+    every filter (:data:`PAGE_IDS`), the page is read by their primary keys (and ranked again,
+    for the relevance order, over those rows only). Otherwise the page is the full catalogue
+    query, counted up to 10,000 when the facet sample did not count it.
+    """
+    filters = filters or CatalogueFilters()
+    query = query.strip()
+    facets = reference_catalogue_facets(organization=organization, user=user, query=query, filters=filters)
+    ordering = catalogue_ordering(sort=sort, query=query)
+    if facets.ids is not None:
+        # The same request's facet query applied every rule (usable now, not restricted away,
+        # search and filters): these rows are exactly the list.
+        references = Reference.objects.filter(pk__in=facets.ids)
+        if query and _is_postgres():
+            references = references.annotate(rank=_search_rank(query))
+        references = references.select_related("account", "advocate").order_by(*ordering)
+    else:
+        references = reference_catalogue(organization=organization, user=user, query=query, filters=filters, sort=sort)
+    page = keyset_page(
+        references,
+        ordering=ordering,
+        per_page=per_page,
+        cursor=cursor,
+        count=facets.total is None,
+        known_count=facets.total,
+    )
+    return facets, page
 
 
 # --- Fatigue for a whole page of contacts -----------------------------------------------------

@@ -26,7 +26,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from refmgr.audit.services import record
 from refmgr.common.exceptions import ApplicationError
-from refmgr.common.pagination import keyset_page
 from refmgr.tenancy.admin import csv_safe
 from refmgr.tenancy.models import Role
 from refmgr.tenancy.permissions import member_required, role_required
@@ -107,19 +106,14 @@ def catalogue(request: HttpRequest, organization_slug: str) -> HttpResponse:
     organization, user = request.organization, request.user  # type: ignore[attr-defined]
     form = CatalogueForm(request.GET)
     query, filters, sort = form.values()
-    references = selectors.reference_catalogue(
-        organization=organization, user=user, query=query, filters=filters, sort=sort
-    )
-    ordering = selectors.catalogue_ordering(sort=sort, query=query)
-    facets = selectors.reference_catalogue_facets(organization=organization, user=user, query=query, filters=filters)
-    # The facet query counted the list too, unless its sample was capped: then the page counts (up to 10,000).
-    page = keyset_page(
-        references,
-        ordering=ordering,
-        per_page=CATALOGUE_PER_PAGE,
+    facets, page = selectors.reference_catalogue_page(
+        organization=organization,
+        user=user,
+        query=query,
+        filters=filters,
+        sort=sort,
         cursor=request.GET.get("cursor"),
-        count=facets.total is None,
-        known_count=facets.total,
+        per_page=CATALOGUE_PER_PAGE,
     )
     page_references = page.object_list
     usable = selectors.reference_usable_scopes(organization=organization, reference_ids=[r.pk for r in page_references])
