@@ -71,6 +71,9 @@ class KeysetPagination(pagination.BasePagination):
             ordering=ordering,
             per_page=self._page_size(request),
             cursor=request.query_params.get(self.cursor_query_param),
+            # Led by a computed value (a search's rank), the order sorts every match whatever the
+            # page, so the page's own statement counts them too; a column order walks an index.
+            count_in_page=ordering[0].lstrip("-") in queryset.query.annotations,
         )
         return self.page.object_list
 

@@ -40,10 +40,13 @@ def _unescape(query: str) -> str:
     return query.replace("&amp;", "&")
 
 
+@pytest.mark.parametrize("page_ids", [1000, 10], ids=["page by the facet query's ids", "page by the full query"])
 @pytest.mark.parametrize("search", ["", "q=month-end&"])
-def test_the_catalogue_walks_every_reference_once_forward_and_back(client, bob, many, search):
+def test_the_catalogue_walks_every_reference_once_forward_and_back(client, bob, many, search, page_ids, monkeypatch):
     # With a search the order is by relevance, and every reference here ties on its rank:
     # the cursor's rank must compare equal to the database's, or pages repeat (PostgreSQL).
+    # Up to PAGE_IDS matches the page is read by the ids the facet query found; above, by the full query.
+    monkeypatch.setattr("references.selectors.PAGE_IDS", page_ids)
     client.force_login(bob)
     pages, query = [], search
     for _ in range(10):  # bounded: a cursor that leads back to page 1 must fail, not loop
@@ -102,6 +105,46 @@ def test_the_api_pages_by_cursor_with_a_capped_count(clients, many, monkeypatch)
     monkeypatch.setattr(pagination, "COUNT_CAP", 30)
     capped = client.get(REFERENCES).json()
     assert (capped["count"], capped["count_capped"]) == (30, True)
+
+
+@pytest.mark.parametrize("search", [{}, {"search": "month-end"}], ids=["newest first", "best match first"])
+def test_the_api_counts_every_page_the_same_forward_and_back(clients, many, search, monkeypatch):
+    # Ordered by a search's rank, the page's own statement counts (a window over every match);
+    # a forward cursor adds the pages before it, a backward one counts apart.
+    client = clients["bob"]
+    pages = [client.get(REFERENCES, {"page_size": 20, **search}).json()]
+    while pages[-1]["next"]:
+        pages.append(client.get(pages[-1]["next"]).json())
+    back = client.get(pages[-1]["previous"]).json()
+    assert [(page["count"], page["count_capped"]) for page in [*pages, back]] == [(45, False)] * 4
+    assert back["results"] == pages[1]["results"]
+    monkeypatch.setattr(pagination, "COUNT_CAP", 30)
+    capped = [client.get(REFERENCES, {"page_size": 20, **search}).json()]
+    capped.append(client.get(capped[0]["next"]).json())
+    assert [(page["count"], page["count_capped"]) for page in capped] == [(30, True)] * 2
+
+
+def test_a_page_counted_in_its_own_statement_matches_the_capped_count(org_a, many):
+    from references.models import Reference
+
+    with tenant_context(org_a):
+        ordering = ["-created_at", "-id"]
+        counted = pagination.keyset_page(Reference.objects.all(), ordering=ordering, per_page=20, cursor=None)
+        windowed = pagination.keyset_page(
+            Reference.objects.all(), ordering=ordering, per_page=20, cursor=None, count_in_page=True
+        )
+        deeper = pagination.keyset_page(
+            Reference.objects.all(),
+            ordering=ordering,
+            per_page=20,
+            cursor=windowed.next_cursor,
+            count_in_page=True,
+        )
+        empty = pagination.keyset_page(
+            Reference.objects.none(), ordering=ordering, per_page=20, cursor=None, count_in_page=True
+        )
+    assert (counted.count, windowed.count, deeper.count, empty.count) == (45, 45, 45, 0)
+    assert [r.pk for r in counted.object_list] == [r.pk for r in windowed.object_list]
 
 
 @pytest.mark.parametrize(
