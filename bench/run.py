@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--depth", type=int, default=50, help="the deep page: follow next links up to this page")
     parser.add_argument("--load-requests", type=int, help="requests per page at concurrency 4 (default 2 x --requests)")
-    parser.add_argument("--load-seconds", type=float, default=20.0, help="time limit per page at concurrency 4")
+    parser.add_argument("--load-seconds", type=float, default=10.0, help="time limit per page at concurrency 4")
     parser.add_argument("--import-rows", type=int, default=100_000)
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--median", help="the median organization's slug (default: by reference count)")
