@@ -4,11 +4,12 @@
     python -m bench.sweeps --database-url postgres://postgres@127.0.0.1:5432/refmgr_bench_full_sweeps
 
 Each sweep runs exactly as beat runs it in production: its entry in ``CELERY_BEAT_SCHEDULE`` (task and
-keyword arguments, read from the settings), executed in this process with ``Task.apply()``; then every
-per-organization sweep task that entry published (``consent_expiry_sweep`` for the organizations with
-lapsed consents, ``review_flags_sweep``…), also with ``Task.apply()``, so ``TenantTask`` loads the
-organization and enters its ``tenant_context`` as a worker would. Email sends the sweep published
-(the reminders' outbox batches) are counted, not run: sending is the worker's job, not the sweep's.
+keyword arguments, read from the settings), executed in this process with ``Task.apply()``. None of
+today's entries fans out any more (each does every organization in its own transaction); a sweep
+listed with ``children`` would have every per-organization task its entry published run here too,
+also with ``Task.apply()``, so ``TenantTask`` loads the organization as a worker would. Email sends
+the sweep published (the reminders' outbox batches) are counted, not run: sending is the worker's
+job, not the sweep's.
 The order is beat's: consent expiry (01:15), consent reminders (01:45), review flags (02:30). Each
 sweep runs a second time straight after the first; that run must find nothing new (idempotence) and
 shows the fixed cost of a night with nothing due.
@@ -118,7 +119,7 @@ def _sweeps() -> list[Sweep]:
         Sweep(
             "review flags (incentives + text)",
             "review-flags-sweep",
-            frozenset({"references.tasks.review_flags_sweep"}),
+            frozenset(),  # every organization in the entry's own transaction (references.review_sweeps)
             {
                 "flags": lambda: ReviewFlag.all_tenants.count(),
                 "holds": lambda: ReferenceHold.all_tenants.count(),
@@ -237,11 +238,13 @@ def _run_once(sweep: Sweep, run: int, label: str = "") -> Result:
     after = _counts(sweep)
     changed = {name: after[name] - before[name] for name in before}
     per_org = [timer.per_organization.get(organization_id, 0) for organization_id in worked]
+    # A sweep without per-organization tasks says how many organizations it read, if it does.
+    given_work = len(worked) or returned.get("organizations", 0)
     met = wall <= WALL_LIMIT_S and (sweep.limit_db_s is None or timer.seconds <= sweep.limit_db_s)
     rows = ", ".join(f"{name} {number:+,}" for name, number in changed.items())
     entry_statements = timer.statements - sum(per_org)
     note = (
-        f"{organizations} orgs, {len(worked)} given work; {timer.statements:,} statements "
+        f"{organizations} orgs, {given_work} given work; {timer.statements:,} statements "
         f"({entry_statements} in the entry, {min(per_org, default=0)} to {max(per_org, default=0)} per org "
         f"given work); {published:,} tasks published; {rows}"
     )
@@ -263,7 +266,7 @@ def _run_once(sweep: Sweep, run: int, label: str = "") -> Result:
             "statements_per_org_min": float(min(per_org, default=0)),
             "statements_per_org_max": float(max(per_org, default=0)),
             "organizations": float(organizations),
-            "organizations_given_work": float(len(worked)),
+            "organizations_given_work": float(given_work),
             "entry_statements": float(entry_statements),
             "tasks_published": float(published),
             **{f"rows: {name}": float(number) for name, number in changed.items()},

@@ -1,16 +1,15 @@
 """Services for incentives and compliance review (the writes; reads are in selectors.py).
 
-Flagging is set-based: a sweep reads the incentives and the references they
-touch in a fixed number of statements, matches them in memory and inserts
-every flag and hold with ``ignore_conflicts`` against their unique keys, so
-re-running it, or two sweeps at once, can never raise a flag twice.
+Flagging is set-based: ``incentive_flag_references`` (on commit of an incentive)
+reads the incentives and the references they touch in a fixed number of
+statements, matches them in memory and inserts every flag and hold with
+``ignore_conflicts`` against their unique keys, so re-running it, or two runs at
+once, can never raise a flag twice. The nightly sweep applies the same rule, and
+the text rule, to every organization at once in SQL: ``review_sweeps``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
@@ -18,18 +17,17 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from refmgr.audit.services import record
 from refmgr.common.exceptions import ApplicationError
 from refmgr.tenancy.context import assert_current_organization
-from refmgr.tenancy.models import Organization, TenantOwnedModel
+from refmgr.tenancy.models import Organization
 
 from . import selectors, services
 from .models import (
-    DEFAULT_INCENTIVE_WORDS,
     Account,
     Contact,
     FlagStatus,
@@ -37,12 +35,8 @@ from .models import (
     Incentive,
     IncentiveCondition,
     Reference,
-    ReferenceAsset,
-    ReferenceSettings,
     ReferenceStatus,
     ReviewFlag,
-    ReviewScan,
-    UsageRequest,
 )
 
 if TYPE_CHECKING:
@@ -220,29 +214,20 @@ def incentive_flag_references(
     *,
     organization: Organization,
     incentive_ids: Iterable[int] | None = None,
-    changed_between: tuple[datetime, datetime] | None = None,
 ) -> int:
     """Flag every reference of the contact (or, for an account-wide incentive, the account)
     that was active within the look-back window around the incentive. Idempotent.
 
-    ``changed_between`` (after, until): only the incentives changed then, or whose contact's or
-    account's references changed then (a new reference, a new advocate), can raise a new flag;
-    the nightly sweep reads only those. A fixed number of statements whatever the number of
-    incentives and references. Returns how many new flags were raised.
+    The on-commit ``incentive_flag`` task's service, for one organization; the nightly sweep
+    applies the same rule to every organization at once in SQL (``review_sweeps``). A fixed number
+    of statements whatever the number of incentives and references. Returns how many new flags
+    were raised.
     """
     assert_current_organization(organization)
     window = timedelta(days=selectors.reference_settings_get(organization=organization).incentive_window_days)
     incentives = Incentive.objects.all()
     if incentive_ids is not None:
         incentives = incentives.filter(pk__in=list(incentive_ids))
-    if changed_between is not None:
-        after, until = changed_between
-        changed = Reference.objects.filter(updated_at__gt=after, updated_at__lte=until)
-        incentives = incentives.filter(
-            Q(updated_at__gt=after, updated_at__lte=until)
-            | Q(contact_id__in=changed.values("advocate_id"))
-            | Q(contact__isnull=True, account_id__in=changed.values("account_id"))
-        )
     rows = list(incentives.values("pk", "contact_id", "account_id", "given_on", "kind"))
     if not rows:
         return 0
@@ -282,160 +267,6 @@ def incentive_flag_references(
             details={"source": "incentives", "count": created},
         )
     return created
-
-
-def _snippet(text: str, start: int, end: int, margin: int = 60) -> str:
-    lead = "…" if start > margin else ""
-    tail = "…" if end + margin < len(text) else ""
-    return f"{lead}{text[max(0, start - margin) : end + margin].strip()}{tail}"
-
-
-def incentive_words(*, organization: Organization) -> list[str]:
-    configured = selectors.reference_settings_get(organization=organization).incentive_words
-    words = [line.strip().lower() for line in configured.splitlines() if line.strip()]
-    return words or list(DEFAULT_INCENTIVE_WORDS)
-
-
-@transaction.atomic
-def review_flag_text_scan(
-    *, organization: Organization, changed_between: tuple[datetime, datetime] | None = None
-) -> int:
-    """Flag references whose text, material or usage requests mention an incentive.
-
-    One query per place, matching every word at once (so the count grows
-    with neither the rows nor the words, and each place is read once); the
-    matching passage is quoted on the flag. ``changed_between`` (after,
-    until): read only the rows changed then (the nightly sweep). Idempotent.
-    Returns new flags.
-    """
-    assert_current_organization(organization)
-    words = incentive_words(organization=organization)
-    patterns = [(word, re.compile(re.escape(word), re.IGNORECASE)) for word in words]
-    places: list[tuple[str, Any, tuple[str, ...], str]] = [
-        ("reference", Reference.objects.all(), ("title", "summary"), "pk"),
-        ("asset", ReferenceAsset.objects.all(), ("title", "text"), "reference_id"),
-        ("usage_request", UsageRequest.objects.all(), ("purpose", "outcome_notes"), "reference_id"),
-    ]
-    flags = []
-    for place, queryset, fields, reference_field in places:
-        match_any = Q()
-        for word in words:
-            for field in fields:
-                match_any |= Q(**{f"{field}__icontains": word})
-        if changed_between is not None:
-            queryset = queryset.filter(updated_at__gt=changed_between[0], updated_at__lte=changed_between[1])
-        for row in queryset.filter(match_any).values("pk", reference_field, *fields):
-            # The same flags, in the same order, as one query per word gave: per word, the first field that has it.
-            for word, pattern in patterns:
-                for field in fields:
-                    found = pattern.search(row[field] or "")
-                    if found is None:
-                        continue
-                    flags.append(
-                        ReviewFlag(
-                            organization=organization,
-                            reference_id=row[reference_field],
-                            source_key=f"text:{place}:{row['pk']}:{word}"[:200],
-                            reason=f"Mentions “{word}” ({place.replace('_', ' ')} {field.replace('_', ' ')})"[:300],
-                            matched_text=_snippet(row[field], found.start(), found.end()),
-                        )
-                    )
-                    break
-    created = _insert_flags(organization, flags)
-    if created:
-        record(
-            organization=organization,
-            actor=None,
-            action="review_flag.raised",
-            details={"source": "text", "count": created},
-        )
-    return created
-
-
-# --- The nightly sweep: only what changed since the organization's checkpoint ---------------
-
-# Rows are read again if they changed up to this long before the last sweep started: a write whose
-# transaction began before the sweep's snapshot but committed after it carries an ``updated_at``
-# older than the sweep, and would otherwise never be read (requests and tasks end within minutes).
-RESCAN_MARGIN = timedelta(minutes=15)
-
-
-def _scan_fingerprint(organization: Organization) -> str:
-    """What a scan's result depends on besides the rows: the words and the look-back window."""
-    window = selectors.reference_settings_get(organization=organization).incentive_window_days
-    basis = json.dumps({"words": incentive_words(organization=organization), "window_days": window})
-    return hashlib.sha256(basis.encode()).hexdigest()
-
-
-def _scan_locked(organization: Organization, now: datetime) -> ReviewScan:
-    # The checkpoint's row lock serialises two sweeps of one organization (a duplicated beat):
-    # the second waits, then reads from the first one's checkpoint.
-    scan = ReviewScan.objects.select_for_update().first()
-    if scan is not None:
-        return scan
-    try:
-        with transaction.atomic():
-            ReviewScan.objects.create(organization=organization, scanned_until=now, fingerprint="")
-    except IntegrityError:
-        pass  # another sweep created it first; the lock below waits for it
-    return ReviewScan.objects.select_for_update().get()
-
-
-@transaction.atomic
-def review_flags_sweep(*, organization: Organization, now: datetime | None = None) -> dict[str, int]:
-    """The nightly review sweep of one organization: flag what changed since its checkpoint.
-
-    Incentives and text are read only where rows changed since the last sweep (less
-    :data:`RESCAN_MARGIN`); everything is read on the first sweep, and again when the
-    organization's incentive words or look-back window change. Idempotent: flags are unique.
-    """
-    assert_current_organization(organization)
-    now = now or timezone.now()
-    scan = _scan_locked(organization, now)
-    fingerprint = _scan_fingerprint(organization)
-    # Up to now only: a row stamped in the future (a clock ahead, imported data) is read once its
-    # time has come, rather than every night until then.
-    between = (scan.scanned_until, now) if scan.fingerprint == fingerprint else None
-    flagged = {
-        "incentives": incentive_flag_references(organization=organization, changed_between=between),
-        "text": review_flag_text_scan(organization=organization, changed_between=between),
-    }
-    scan.scanned_until, scan.fingerprint = now - RESCAN_MARGIN, fingerprint
-    scan.save(update_fields=["scanned_until", "fingerprint", "updated_at"])
-    return flagged
-
-
-def organizations_to_review(*, now: datetime) -> list[int]:
-    """Active organizations with something for the review sweep to read; one statement.
-
-    Called inside ``cross_organization`` (beat's entry). An organization qualifies when it was
-    never swept, or when a reference, its material, a usage request, an incentive or its reference
-    settings (the words, the window) changed since its checkpoint; each ``EXISTS`` is one probe of
-    an index on (organization, updated_at).
-    """
-
-    def changed(model: type[TenantOwnedModel]) -> Exists:
-        return Exists(
-            model.all_tenants.filter(
-                organization=OuterRef("pk"), updated_at__gt=OuterRef("scanned_until"), updated_at__lte=now
-            )
-        )
-
-    checkpoint = ReviewScan.all_tenants.filter(organization=OuterRef("pk")).values("scanned_until")[:1]
-    return list(
-        Organization.objects.filter(is_active=True)
-        .annotate(scanned_until=Subquery(checkpoint))
-        .filter(
-            Q(scanned_until__isnull=True)
-            | changed(Reference)
-            | changed(ReferenceAsset)
-            | changed(UsageRequest)
-            | changed(Incentive)
-            | changed(ReferenceSettings)
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
 
 
 # --- Review decisions ------------------------------------------------------------------

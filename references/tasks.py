@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import transaction
 from django.utils import timezone
 
-from refmgr.common.tasks import organizations_send
 from refmgr.tenancy.context import cross_organization, get_current_organization
 from refmgr.tenancy.tasks import tenant_task
 
@@ -27,22 +27,18 @@ def incentive_flag(*, organization_id: int, incentive_id: int) -> int:
     return incentive_flag_references(organization=get_current_organization(), incentive_ids=[incentive_id])
 
 
-@tenant_task(name="references.tasks.review_flags_sweep")
-def review_flags_sweep(*, organization_id: int) -> dict[str, int]:
-    """One organization's nightly review: incentives and tell-tale words, over what changed since
-    its checkpoint (everything the first time, or when its words change). Idempotent."""
-    from .incentives import review_flags_sweep as review_flags_sweep_service
-
-    return review_flags_sweep_service(organization=get_current_organization())
-
-
 @shared_task(name="references.tasks.review_flags_nightly", acks_late=True)
-def review_flags_nightly() -> int:
-    """Beat, nightly: one read across organizations names those with anything changed since their
-    checkpoint; only they get ``review_flags_sweep``. A night with no change is one statement.
-    Returns how many organizations were sent work."""
-    from .incentives import organizations_to_review
+def review_flags_nightly() -> dict[str, int]:
+    """Beat, nightly: flag what changed since each organization's checkpoint, every organization in
+    one transaction of a fixed number of statements (``review_sweeps.review_flags_sweep_all``).
 
-    with cross_organization("review sweep: which organizations changed since their checkpoint (one statement)"):
-        organization_ids = organizations_to_review(now=timezone.now())
-    return organizations_send("references.tasks.review_flags_sweep", organization_ids)
+    A night with nothing changed is two statements; a re-run or a duplicated beat waits on the
+    checkpoint locks, then finds nothing new. Returns the organizations read and the new flags.
+    """
+    from .review_sweeps import review_flags_sweep_all
+
+    with (
+        cross_organization("review sweep: every organization's new flags, each from its own words and rows"),
+        transaction.atomic(),
+    ):
+        return review_flags_sweep_all(now=timezone.now())

@@ -55,3 +55,37 @@ def test_it_raises_each_flag_once_when_two_sweeps_run_at_once(org_a, carol):
         assert ReviewFlag.objects.count() == 3
         assert ReferenceHold.objects.filter(released_at=None).count() == 3
     assert len(results) == 2  # both sweeps finished; neither failed on the other's rows
+
+
+def test_a_duplicated_nightly_sweep_raises_each_flag_once(org_a, org_b, carol):
+    """Two beats at once: the second waits on the checkpoint locks, then finds nothing new."""
+    from references.tasks import review_flags_nightly
+
+    for organization in (org_a, org_b):
+        with tenant_context(organization):
+            ReferenceFactory(organization=organization, summary="A voucher for the quote.")
+            ReferenceFactory(organization=organization, summary="A gift card, and a reward.")
+    barrier = threading.Barrier(2)
+    results: list[dict[str, int]] = []
+    errors: list[BaseException] = []
+
+    def nightly() -> None:
+        try:
+            barrier.wait(timeout=10)
+            results.append(review_flags_nightly.apply().get())  # get() raises what the task raised
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=nightly) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert sorted(result["text"] for result in results) == [0, 6]  # one sweep raised them all
+    for organization in (org_a, org_b):
+        with tenant_context(organization):
+            assert ReviewFlag.objects.count() == 3
+            assert ReferenceHold.objects.filter(released_at=None).count() == 3

@@ -43,6 +43,13 @@ def flag_all(org) -> int:
         return incentives.incentive_flag_references(organization=org)
 
 
+def nightly_text_flags() -> int:
+    """Beat's review sweep over every organization; the new text flags it raised."""
+    from references.tasks import review_flags_nightly
+
+    return review_flags_nightly.apply().get()["text"]
+
+
 def usable(reference) -> set[str]:
     with tenant_context(reference.organization):
         return selectors.reference_usable_scopes(organization=reference.organization, reference_ids=[reference.pk]).get(
@@ -137,8 +144,9 @@ def test_it_quotes_the_passage_that_mentions_an_incentive(org_a, bob, reference)
             opportunity_name="x",
             purpose="They agreed to the call because we sent a gift card last month.",
         )
-        assert incentives.review_flag_text_scan(organization=org_a) == 1
-        assert incentives.review_flag_text_scan(organization=org_a) == 0
+    assert nightly_text_flags() == 1
+    assert nightly_text_flags() == 0
+    with tenant_context(org_a):
         flag = ReviewFlag.objects.get()
     assert "gift card" in flag.matched_text
     assert flag.incentive is None
@@ -150,7 +158,7 @@ def test_it_scans_reference_material_with_the_organizations_words(org_a, alice, 
     ReferenceAssetFactory(organization=org_a, reference=reference, text="Loved it. (Thanks for the hamper!)")
     with tenant_context(org_a):
         ReferenceSettings.objects.create(organization=org_a, incentive_words="hamper\n")
-        assert incentives.review_flag_text_scan(organization=org_a) == 1
+    assert nightly_text_flags() == 1
 
 
 def test_it_clears_a_flag_with_a_disclosure_and_makes_the_reference_usable(org_a, carol, dave, reference):
@@ -208,7 +216,7 @@ def test_it_hides_other_tenants_incentives_and_flags(org_a, org_b, carol, refere
 
 
 def test_it_flags_through_the_celery_tasks(org_a, bob, carol, reference):
-    from references.tasks import incentive_flag, review_flags_sweep
+    from references.tasks import incentive_flag, review_flags_nightly
 
     incentive = record(org_a, carol, contact=reference.advocate)
     assert incentive_flag.apply(kwargs={"organization_id": org_a.pk, "incentive_id": incentive.pk}).get() == 1
@@ -221,4 +229,5 @@ def test_it_flags_through_the_celery_tasks(org_a, bob, carol, reference):
             opportunity_name="x",
             purpose="We paid for their trip to the summit.",
         )
-    assert review_flags_sweep.apply(kwargs={"organization_id": org_a.pk}).get() == {"incentives": 0, "text": 1}
+    # The incentive's flag is already there; the first nightly sweep reads everything and adds the text's.
+    assert review_flags_nightly.apply().get() == {"organizations": 1, "incentives": 0, "text": 1}

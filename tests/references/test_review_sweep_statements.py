@@ -1,29 +1,29 @@
-"""The nightly review-flag sweep costs the same number of statements whatever the number of flags.
+"""The nightly review-flag sweep costs the same number of statements whatever it reads.
 
-An N+1 or a batching loop in ``incentive_flag_references`` or
-``review_flag_text_scan`` would make the sweep over a million references
-grow with the rows (issue 6's sweep benchmark, ``bench/sweeps.py``); these
-tests fail when that happens, on SQLite and on PostgreSQL.
+The sweep (``references.review_sweeps``) runs over every organization at once; an N+1 (a statement
+per organization, per incentive, per row) or a batching loop would make the sweep over a thousand
+organizations and a million references grow with them (issue 6's sweep benchmark,
+``bench/sweeps.py``). These tests fail when that happens, on SQLite and on PostgreSQL: the same
+count with 1 and with 3 organizations given work, and with 5 and with 50 rows each.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.db.models import AutoField
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from references import incentives
-from references.models import Incentive, ReferenceHold, ReviewFlag
-from refmgr.tenancy.context import tenant_context
+from references.models import Incentive, Reference, ReferenceHold, ReviewFlag, ReviewScan
+from references.review_sweeps import review_flags_sweep_all
+from refmgr.tenancy.context import cross_organization, tenant_context
 from refmgr.tenancy.models import Organization
 from tests.factories.references import AccountFactory, ReferenceFactory
-from tests.factories.tenancy import UserFactory
+from tests.factories.tenancy import OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -53,38 +53,70 @@ def mentions_for(organization: Organization, count: int) -> None:
             ReferenceFactory(organization=organization, summary="They took a voucher in return for the quote.")
 
 
-def insert_batches(model: type, rows: int) -> int:
-    """How many INSERTs Django splits ``rows`` into (SQLite caps parameters per statement; PostgreSQL: one)."""
-    fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoField)]
-    return math.ceil(rows / max(connection.ops.bulk_batch_size(fields, [model()] * rows), 1))
+def age(organization: Organization) -> None:
+    """Put the organization's rows before its checkpoint (less its margin): swept, and not read again."""
+    with tenant_context(organization):
+        for model in (Reference, Incentive):
+            model.objects.update(updated_at=timezone.now() - timedelta(days=1))
 
 
-def run(organization: Organization, sweep: Callable[..., int]) -> tuple[int, int]:
-    with tenant_context(organization), CaptureQueriesContext(connection) as queries:
-        flagged = sweep(organization=organization)
+def run() -> tuple[int, dict[str, int]]:
+    with (
+        CaptureQueriesContext(connection) as queries,
+        cross_organization("test: the nightly review sweep"),
+        transaction.atomic(),
+    ):
+        flagged = review_flags_sweep_all(now=timezone.now())
     return len(queries), flagged
 
 
+def counts() -> tuple[int, int]:
+    with cross_organization("test: flags and holds of every organization"):
+        return ReviewFlag.all_tenants.count(), ReferenceHold.all_tenants.count()
+
+
 @pytest.mark.parametrize(
-    ("setup", "sweep", "flags_per_reference"),
-    [
-        (incentive_for, incentives.incentive_flag_references, 1),
-        (mentions_for, incentives.review_flag_text_scan, 2),
-    ],
+    ("setup", "source", "flags_per_reference"),
+    [(incentive_for, "incentives", 1), (mentions_for, "text", 2)],
     ids=["incentives", "text"],
 )
-def test_the_review_sweep_statement_count_does_not_grow_with_flags(org_a, org_b, setup, sweep, flags_per_reference):
-    setup(org_a, 5)
-    setup(org_b, 50)
+def test_the_review_sweep_costs_the_same_statements_for_1_or_3_organizations_and_5_or_50_rows(
+    setup: Callable[[Organization, int], None], source: str, flags_per_reference: int
+) -> None:
+    organizations = OrganizationFactory.create_batch(4)
+    assert run()[1]["organizations"] == 4  # every organization's first sweep: nothing to flag yet
 
-    (few, flagged_few), (many, flagged_many) = run(org_a, sweep), run(org_b, sweep)
+    setup(organizations[0], 5)
+    few, flagged_few = run()
+    age(organizations[0])
+    for organization in organizations[1:]:
+        setup(organization, 50)
+    many, flagged_many = run()
 
-    assert (flagged_few, flagged_many) == (5 * flags_per_reference, 50 * flags_per_reference)
-    # The only growth allowed: Django splitting a bulk INSERT at SQLite's parameter cap.
-    rows_few, rows_many = 5 * flags_per_reference, 50 * flags_per_reference
-    extra = sum(insert_batches(m, rows_many) - insert_batches(m, rows_few) for m in (ReviewFlag, ReferenceHold))
-    assert many == few + extra
-    # And a second night finds nothing new, in no more statements than the first.
-    again, flagged_again = run(org_b, sweep)
-    assert flagged_again == 0
+    assert (flagged_few["organizations"], flagged_many["organizations"]) == (1, 3)
+    assert (flagged_few[source], flagged_many[source]) == (5 * flags_per_reference, 150 * flags_per_reference)
+    assert counts() == (155 * flags_per_reference, 155 * flags_per_reference)
+    assert many == few
+    # And the same rows read again in full (new words everywhere) raise nothing, in no more statements.
+    with cross_organization("test: forget every fingerprint"):
+        ReviewScan.all_tenants.update(fingerprint="")
+    again, flagged_again = run()
+    assert (flagged_again["organizations"], flagged_again[source]) == (4, 0)
     assert again <= many
+
+
+def test_a_first_sweep_of_many_organizations_costs_what_one_organizations_does() -> None:
+    first = OrganizationFactory()
+    mentions_for(first, 5)
+    incentive_for(first, 1)
+    one, flagged_one = run()
+    for organization in OrganizationFactory.create_batch(3):
+        mentions_for(organization, 50)
+        incentive_for(organization, 5)
+    incentive_for(first, 5)
+
+    several, flagged_several = run()
+
+    assert (flagged_one["organizations"], flagged_several["organizations"]) == (1, 4)
+    assert (flagged_one["incentives"], flagged_several["incentives"]) == (1, 20)
+    assert several == one
