@@ -7,7 +7,10 @@ Each sweep runs exactly as beat runs it in production: its entry in ``CELERY_BEA
 keyword arguments, read from the settings), executed in this process with ``Task.apply()``. None of
 today's entries fans out any more (each does every organization in its own transaction); a sweep
 listed with ``children`` would have every per-organization task its entry published run here too,
-also with ``Task.apply()``, so ``TenantTask`` loads the organization as a worker would. Email sends
+also with ``Task.apply()``, so ``TenantTask`` loads the organization as a worker would. The review
+sweep's entry enqueues itself again while a first sweep leaves organizations past its budget
+(``references.review_sweeps.FULL_READ_BUDGET``): those runs are run here too, and its figure is the
+longest run, each being its own transaction (the total is in the note). Email sends
 the sweep published (the reminders' outbox batches) are counted, not run: sending is the worker's
 job, not the sweep's.
 The order is beat's: consent expiry (01:15), consent reminders (01:45), review flags (02:30). Each
@@ -86,6 +89,9 @@ class Sweep:
     limit_db_s: float | None = None
     # A day's changes to make before a third run (sweeps that read only what changed since last time).
     day_of_changes: Callable[[], str] | None = None
+    # The entry enqueues itself again while work is left (a first review sweep past its budget): every
+    # such run is run here too, and the longest one is the figure held against the 10 s target.
+    continues: bool = False
 
 
 def _sweeps() -> list[Sweep]:
@@ -119,13 +125,14 @@ def _sweeps() -> list[Sweep]:
         Sweep(
             "review flags (incentives + text)",
             "review-flags-sweep",
-            frozenset(),  # every organization in the entry's own transaction (references.review_sweeps)
+            frozenset(),  # every organization in the entry's own transactions (references.review_sweeps)
             {
                 "flags": lambda: ReviewFlag.all_tenants.count(),
                 "holds": lambda: ReferenceHold.all_tenants.count(),
             },
-            f"≤ {WALL_LIMIT_S:g} s; statements do not grow with rows",
+            f"≤ {WALL_LIMIT_S:g} s a run; statements do not grow with rows",
             day_of_changes=_a_day_of_review_changes,
+            continues=True,
         ),
     ]
 
@@ -216,14 +223,26 @@ def _run_once(sweep: Sweep, run: int, label: str = "") -> Result:
     timer = StatementTimer()
     returned: dict[str, int] = {}
     worked: set[int] = set()
+    runs: list[tuple[float, int]] = []  # each run of the entry: seconds and statements
+
+    def run_entry(kwargs: dict[str, Any]) -> Any:
+        run_started, statements_before = time.perf_counter(), timer.statements
+        try:
+            return _apply(entry["task"], kwargs)
+        finally:
+            runs.append((time.perf_counter() - run_started, timer.statements - statements_before))
+
     started = time.perf_counter()
     with connection.execute_wrapper(timer), _published() as sent:
-        # Beat's entry, then each per-organization task it published, in order, as a worker would run them.
-        values = [_apply(entry["task"], dict(entry.get("kwargs", {})))]
+        # Beat's entry, then each task it published that is part of the sweep, in order, as a worker would.
+        values = [run_entry(dict(entry.get("kwargs", {})))]
         done = 0
         while done < len(sent):
             name, kwargs = sent[done]
             done += 1
+            if sweep.continues and name == entry["task"]:
+                values.append(run_entry(dict(kwargs)))
+                continue
             if name not in sweep.children:
                 continue
             timer.current = kwargs["organization_id"]
@@ -240,7 +259,9 @@ def _run_once(sweep: Sweep, run: int, label: str = "") -> Result:
     per_org = [timer.per_organization.get(organization_id, 0) for organization_id in worked]
     # A sweep without per-organization tasks says how many organizations it read, if it does.
     given_work = len(worked) or returned.get("organizations", 0)
-    met = wall <= WALL_LIMIT_S and (sweep.limit_db_s is None or timer.seconds <= sweep.limit_db_s)
+    longest = max(seconds for seconds, _statements in runs)
+    figure = longest if sweep.continues else wall
+    met = figure <= WALL_LIMIT_S and (sweep.limit_db_s is None or timer.seconds <= sweep.limit_db_s)
     rows = ", ".join(f"{name} {number:+,}" for name, number in changed.items())
     entry_statements = timer.statements - sum(per_org)
     note = (
@@ -248,19 +269,25 @@ def _run_once(sweep: Sweep, run: int, label: str = "") -> Result:
         f"({entry_statements} in the entry, {min(per_org, default=0)} to {max(per_org, default=0)} per org "
         f"given work); {published:,} tasks published; {rows}"
     )
+    if len(runs) > 1:
+        note += f"; {len(runs)} runs, {wall:.2f} s in all, the longest {longest:.2f} s; statements a run: " + ", ".join(
+            str(statements) for _seconds, statements in runs
+        )
     if sweep.limit_db_s is not None:
         note += f"; db {'≤' if timer.seconds <= REMINDER_DB_LIMIT_S else '>'} {REMINDER_DB_LIMIT_S:g} s"
     note += "; slowest: " + "; ".join(f"{took:.2f} s {sql}" for took, sql in timer.slowest)
     return Result(
         section="sweeps",
         name=f"{sweep.name}, {label or ('first run' if run == 1 else 'second run (nothing new)')}",
-        value=round(wall, 3),
+        value=round(figure, 3),
         unit="s",
         target=sweep.target,
         met=met,
         note=note,
         extra={
             "wall_s": round(wall, 3),
+            "longest_run_s": round(longest, 3),
+            "runs": float(len(runs)),
             "db_s": round(timer.seconds, 3),
             "statements": float(timer.statements),
             "statements_per_org_min": float(min(per_org, default=0)),

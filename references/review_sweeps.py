@@ -27,7 +27,9 @@ sweep of 1,000 organizations and 1,000,000 references. Now one transaction does 
 These statements cross organizations, so they run inside ``cross_organization`` (beat's entry), which
 lets them past the row-level security policy; each join still matches rows of one organization only,
 so one organization's words never flag another's rows. Statements grow with neither rows nor
-organizations: 2 on a night with nothing to read, at most 8 (9 on SQLite) otherwise.
+organizations: 2 on a night with nothing to read, at most 9 (10 on SQLite) otherwise. A night with
+much to read in full (a first sweep) is cut into runs of :data:`FULL_READ_BUDGET` references, each
+its own transaction, one after the other.
 """
 
 # ruff: noqa: S608 - the SQL is assembled from this module's constants (tables, columns, vendor
@@ -66,6 +68,14 @@ from .models import (
 # transaction began before the sweep's snapshot but committed after it carries an ``updated_at``
 # older than the sweep, and would otherwise never be read (requests and tasks end within minutes).
 RESCAN_MARGIN = timedelta(minutes=15)
+
+# References one run reads in full at most (organizations never swept, or whose words or window
+# changed), whole organizations at a time and at least one: a first sweep of 1,000,000 references
+# becomes a few runs of seconds each, one after the other (``review_flags_nightly``), instead of one
+# transaction of 20 s that would hold back every on-commit ``incentive_flag`` task meeting its
+# flags. On the 2-core benchmark machine a run costs about 20 µs per reference read in full, most
+# of it inserting the flags and holds (and checking their foreign keys at commit).
+FULL_READ_BUDGET = 200_000
 
 # Characters quoted on a text flag either side of the matching words.
 SNIPPET_MARGIN = 60
@@ -170,21 +180,24 @@ def review_plans_locked(*, now: datetime) -> list[ReviewPlan]:
     return plans
 
 
-def review_flags_sweep_all(*, now: datetime) -> dict[str, int]:
+def review_flags_sweep_all(*, now: datetime, budget: int | None = None) -> dict[str, int]:
     """The nightly review sweep of every active organization: flag what changed since its checkpoint.
 
     Incentives and text are read only where rows changed since the organization's last sweep (less
     :data:`RESCAN_MARGIN`); everything is read on its first sweep, and again when its incentive words
-    or look-back window change. Must run in a transaction, inside ``cross_organization``. A fixed
-    number of statements (the module docstring). Idempotent: flags and holds are unique. Returns the
-    organizations read and the new flags by source.
+    or look-back window change, as far as ``budget`` references (:data:`FULL_READ_BUDGET`): the
+    organizations past it are left, untouched, to the next run. Must run in a transaction, inside
+    ``cross_organization``. A fixed number of statements (the module docstring). Idempotent: flags
+    and holds are unique. Returns the organizations read, the new flags by source, and how many
+    organizations are ``left`` for another run.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("review_flags_sweep_all() must run inside a transaction")
     plans = review_plans_locked(now=now)
     if not plans:
-        return {"organizations": 0, "incentives": 0, "text": 0}
+        return {"organizations": 0, "incentives": 0, "text": 0, "left": 0}
     sql = _Sql(connection.vendor, now)
+    plans, left = _within_budget(sql, plans, FULL_READ_BUDGET if budget is None else budget)
     full = [plan.organization_id for plan in plans if plan.since is None]
     since = [plan for plan in plans if plan.since is not None]
     sql.bigints("full_ids", full)
@@ -227,7 +240,28 @@ def review_flags_sweep_all(*, now: datetime) -> dict[str, int]:
         "organizations": len(plans),
         "incentives": sum(flagged["incentives"].values()),
         "text": sum(flagged["text"].values()),
+        "left": left,
     }
+
+
+def _within_budget(sql: _Sql, plans: list[ReviewPlan], budget: int) -> tuple[list[ReviewPlan], int]:
+    """The plans to run now: every incremental one, and the full reads, in organization order, while
+    their references fit in ``budget`` (the first always runs); and how many full reads are left.
+    One statement counts the references, on the nights with a full read only."""
+    full = [plan.organization_id for plan in plans if plan.since is None]
+    if not full:
+        return plans, 0
+    sizes = sql.references_per_organization(full)
+    kept, left, total = [], 0, 0
+    for plan in plans:
+        if plan.since is None:
+            size = sizes.get(plan.organization_id, 0)
+            if total and total + size > budget:
+                left += 1
+                continue
+            total += size
+        kept.append(plan)
+    return kept, left
 
 
 def _ascii_run(word: str) -> str:
@@ -455,6 +489,17 @@ candidate AS (
       FROM found
 )"""
         return ctes, select
+
+    def references_per_organization(self, organization_ids: list[int]) -> dict[int, int]:
+        self.bigints("count_ids", organization_ids)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""/* review sweep: what the full reads cost */
+                    SELECT r.organization_id, count(*) FROM references_reference r
+                     WHERE {self.in_list("r.organization_id", "count_ids")} GROUP BY r.organization_id""",
+                self.params,
+            )
+            return dict(cursor.fetchall())
 
     # Writes
 

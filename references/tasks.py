@@ -33,7 +33,9 @@ def review_flags_nightly() -> dict[str, int]:
     one transaction of a fixed number of statements (``review_sweeps.review_flags_sweep_all``).
 
     A night with nothing changed is two statements; a re-run or a duplicated beat waits on the
-    checkpoint locks, then finds nothing new. Returns the organizations read and the new flags.
+    checkpoint locks, then finds nothing new. When organizations to read in full are left past the
+    run's budget (a first sweep), the task enqueues itself again after commit; a lost publish leaves
+    them to the next night. Returns the organizations read, the new flags and the organizations left.
     """
     from .review_sweeps import review_flags_sweep_all
 
@@ -41,4 +43,7 @@ def review_flags_nightly() -> dict[str, int]:
         cross_organization("review sweep: every organization's new flags, each from its own words and rows"),
         transaction.atomic(),
     ):
-        return review_flags_sweep_all(now=timezone.now())
+        result = review_flags_sweep_all(now=timezone.now())
+        if result["left"]:
+            transaction.on_commit(review_flags_nightly.delay, robust=True)
+    return result

@@ -230,4 +230,4 @@ def test_it_flags_through_the_celery_tasks(org_a, bob, carol, reference):
             purpose="We paid for their trip to the summit.",
         )
     # The incentive's flag is already there; the first nightly sweep reads everything and adds the text's.
-    assert review_flags_nightly.apply().get() == {"organizations": 1, "incentives": 0, "text": 1}
+    assert review_flags_nightly.apply().get() == {"organizations": 1, "incentives": 0, "text": 1, "left": 0}

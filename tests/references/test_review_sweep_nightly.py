@@ -131,11 +131,11 @@ def test_a_rerun_or_a_duplicated_sweep_raises_nothing_twice(org_a) -> None:
     assert first == [(reference.pk, f"text:reference:{reference.pk}:voucher"), (plain.pk, f"incentive:{given.pk}")]
 
     # A duplicated beat after the first one committed: its checkpoint says there is nothing new.
-    assert tasks.review_flags_nightly.apply().get() == {"organizations": 0, "incentives": 0, "text": 0}
+    assert tasks.review_flags_nightly.apply().get() == {"organizations": 0, "incentives": 0, "text": 0, "left": 0}
     # Even made to read everything again (its words changed back and forth), it raises nothing twice.
     with cross_organization("test: forget the fingerprint"):
         ReviewScan.all_tenants.update(fingerprint="")
-    assert sweep() == {"organizations": 1, "incentives": 0, "text": 0}
+    assert sweep() == {"organizations": 1, "incentives": 0, "text": 0, "left": 0}
     assert flags(org_a) == first
     with tenant_context(org_a):
         assert ReferenceHold.objects.count() == 2
@@ -254,7 +254,7 @@ def test_the_checkpoint_rereads_the_margin_before_the_last_sweep(org_a) -> None:
     with tenant_context(org_a):
         Reference.objects.filter(pk=late.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
 
-    assert sweep() == {"organizations": 1, "incentives": 0, "text": 1}
+    assert sweep() == {"organizations": 1, "incentives": 0, "text": 1, "left": 0}
 
 
 def test_a_row_stamped_in_the_future_is_not_read_every_night(org_a) -> None:
@@ -293,3 +293,32 @@ def test_a_new_built_in_word_list_reads_the_organizations_using_it_again(org_a, 
     assert nightly() == [org_a.pk]  # org_b has its own words
     assert flags(org_a) == [(a.pk, f"text:reference:{a.pk}:bonus")]
     assert flags(org_b) == []
+
+
+# --- A first sweep larger than one run's budget ----------------------------------------------------
+
+
+def test_a_first_sweep_past_the_budget_runs_again_until_every_organization_is_read(
+    monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    organizations = OrganizationFactory.create_batch(3)
+    for organization in organizations:
+        for _ in range(2):
+            mention(organization)
+    # Room for one organization's two references a run (the first organization always runs).
+    monkeypatch.setattr("references.review_sweeps.FULL_READ_BUDGET", 3)
+    published: list[str] = []
+    monkeypatch.setattr(tasks.review_flags_nightly, "delay", lambda: published.append("again"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = tasks.review_flags_nightly.apply().get()
+    assert (first, published) == ({"organizations": 1, "incentives": 0, "text": 2, "left": 2}, ["again"])
+    assert [len(flags(o)) for o in organizations] == [2, 0, 0]
+    with django_capture_on_commit_callbacks(execute=True):
+        second = tasks.review_flags_nightly.apply().get()
+    with django_capture_on_commit_callbacks(execute=True):
+        third = tasks.review_flags_nightly.apply().get()
+
+    assert (second["left"], third["left"]) == (1, 0)
+    assert published == ["again", "again"]  # the last run, with nothing left, enqueues nothing
+    assert [len(flags(o)) for o in organizations] == [2, 2, 2]
