@@ -3,7 +3,8 @@
 Beat used to read which organizations changed since their checkpoint, then publish one
 ``review_flags_sweep`` task per organization, each reading its incentives and text in Python and
 inserting flags and holds in 15 to 25 statements: 25,001 statements and 72 to 87 s for the first
-sweep of 1,000 organizations and 1,000,000 references. Now one transaction does every organization:
+sweep of 1,000 organizations and 1,000,000 references. Now one transaction does every organization
+(on a first sweep of a large data set, as many as :data:`FULL_READ_BUDGET` allows, then another run):
 
 - **Checkpoints.** Every active organization gets its ``ReviewScan`` (one ``INSERT … SELECT`` for the
   new ones), then all of them are read and locked in one statement, in organization order, with
