@@ -1116,6 +1116,10 @@ def reference_unrestrict(
 # Appended: the look-back window around an incentive and the words that suggest one.
 
 
+# The longest incentive word or phrase: "text:usage_request:<id>:<word>" must fit a hold's 100-character source.
+INCENTIVE_WORD_MAX = 60
+
+
 @transaction.atomic
 def reference_review_settings_update(
     *,
@@ -1130,6 +1134,14 @@ def reference_review_settings_update(
     if current is None:
         current = ReferenceSettings(organization=organization)
     words = "\n".join(line.strip() for line in incentive_words.splitlines() if line.strip())
+    too_long = [word for word in words.splitlines() if len(word) > INCENTIVE_WORD_MAX]
+    if too_long:
+        # A text flag's key names the word, and its hold's source (100 characters) copies the key.
+        raise ApplicationError(
+            f"Each word or phrase may have at most {INCENTIVE_WORD_MAX} characters; "
+            f"“{too_long[0][:30]}…” has {len(too_long[0])}.",
+            field="incentive_words",
+        )
     changed = _assign(current, {"incentive_window_days": incentive_window_days, "incentive_words": words})
     _full_clean(current)
     if changed or current.pk is None:

@@ -366,3 +366,16 @@ def test_it_saves_the_review_settings(client, org_a, alice):
     assert (current.incentive_window_days, current.incentive_words) == (180, "gift card\ngoodie bag")
     data["incentive_window_days"] = 0
     assert client.post(url("settings"), data).status_code == 400
+
+
+def test_a_word_too_long_for_a_flag_is_refused_and_nothing_changes(client, org_a, alice):
+    # A text flag's key names the word, and its hold's 100-character source copies that key:
+    # a longer word would make the nightly sweep fail for every organization.
+    client.force_login(alice)
+    data = {"usage_cap": 3, "usage_window_days": 90, "cooldown_days": 14, "incentive_window_days": 180}
+    assert client.post(url("settings"), {**data, "incentive_words": "gift card"}).status_code == 302
+    response = client.post(url("settings"), {**data, "incentive_words": "gift card\n" + "x" * 61})
+    assert response.status_code == 400
+    assert "at most 60 characters" in response.content.decode()
+    assert in_org(org_a, lambda: ReferenceSettings.objects.get()).incentive_words == "gift card"
+    assert client.post(url("settings"), {**data, "incentive_words": "y" * 60}).status_code == 302
