@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import factory
 from django.utils import timezone
 
-from references.models import Account, Contact, Reference, ReferenceAsset, ReferenceLabel
+from references.models import Account, Contact, Incentive, Reference, ReferenceAsset, ReferenceLabel
 from refmgr.tenancy.context import tenant_context
-from tests.factories.tenancy import TenantFactory
+from tests.factories.tenancy import TenantFactory, UserFactory
 from tests.fixtures.services import analyze
 
 
@@ -64,6 +65,22 @@ class ReferenceAssetFactory(TenantFactory):
     reference = factory.SubFactory(ReferenceFactory, organization=factory.SelfAttribute("..organization"))
     kind = "quote"
     text = "It paid for itself in a quarter."
+
+
+class IncentiveFactory(TenantFactory):
+    """An incentive written straight to its table (no flagging task): the sweeps must find it themselves."""
+
+    class Meta:
+        model = Incentive
+
+    account = factory.SubFactory(AccountFactory, organization=factory.SelfAttribute("..organization"))
+    contact = None
+    kind = "gift_card"
+    value = Decimal("50")
+    currency = "EUR"
+    given_on = factory.LazyFunction(timezone.localdate)
+    given_by = "Account executive"
+    recorded_by = factory.SubFactory(UserFactory)
 
 
 def grant(reference: Reference, *scopes: str, days: int = 365, **kwargs: Any) -> None:

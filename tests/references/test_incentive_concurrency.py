@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -13,6 +15,30 @@ from refmgr.tenancy.context import tenant_context
 from tests.factories.references import ReferenceFactory, grant
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def _twice_at_once(work: Callable[[], Any]) -> list[Any]:
+    """Run ``work`` on two threads released together (each on its own connection); what each returned."""
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait(timeout=10)
+            results.append(work())
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    return results
 
 
 def test_it_raises_each_flag_once_when_two_sweeps_run_at_once(org_a, carol):
@@ -31,26 +57,12 @@ def test_it_raises_each_flag_once_when_two_sweeps_run_at_once(org_a, carol):
                 given_on=reference.created_at.date(),
                 given_by="AE",
             )
-    barrier = threading.Barrier(2)
-    results: list[int] = []
-    errors: list[BaseException] = []
 
-    def sweep() -> None:
-        try:
-            with tenant_context(org_a):
-                barrier.wait(timeout=10)
-                results.append(incentives.incentive_flag_references(organization=org_a))
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
+    def sweep() -> int:
+        with tenant_context(org_a):
+            return incentives.incentive_flag_references(organization=org_a)
 
-    threads = [threading.Thread(target=sweep) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert errors == []
+    results = _twice_at_once(sweep)
     with tenant_context(org_a):
         assert ReviewFlag.objects.count() == 3
         assert ReferenceHold.objects.filter(released_at=None).count() == 3
@@ -65,25 +77,8 @@ def test_a_duplicated_nightly_sweep_raises_each_flag_once(org_a, org_b, carol):
         with tenant_context(organization):
             ReferenceFactory(organization=organization, summary="A voucher for the quote.")
             ReferenceFactory(organization=organization, summary="A gift card, and a reward.")
-    barrier = threading.Barrier(2)
-    results: list[dict[str, int]] = []
-    errors: list[BaseException] = []
-
-    def nightly() -> None:
-        try:
-            barrier.wait(timeout=10)
-            results.append(review_flags_nightly.apply().get())  # get() raises what the task raised
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=nightly) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert errors == []
+    # get() raises what the task raised
+    results = _twice_at_once(lambda: review_flags_nightly.apply().get())
     assert sorted(result["text"] for result in results) == [0, 6]  # one sweep raised them all
     for organization in (org_a, org_b):
         with tenant_context(organization):

@@ -32,7 +32,7 @@ from references.review_sweeps import review_flags_sweep_all
 from refmgr.audit.models import AuditEvent
 from refmgr.tenancy.context import cross_organization, tenant_context
 from refmgr.tenancy.models import Organization
-from tests.factories.references import ReferenceFactory
+from tests.factories.references import IncentiveFactory, ReferenceFactory
 from tests.factories.tenancy import OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -81,18 +81,7 @@ def mention(organization: Organization, text: str = "They took a voucher for the
 
 
 def incentive(organization: Organization, reference: Reference) -> Incentive:
-    with tenant_context(organization):
-        return Incentive.objects.create(
-            organization=organization,
-            contact=reference.advocate,
-            account=reference.account,
-            kind="gift_card",
-            value=Decimal("50"),
-            currency="EUR",
-            given_on=timezone.localdate(),
-            given_by="Account executive",
-            recorded_by=UserFactory(),
-        )
+    return IncentiveFactory(organization=organization, contact=reference.advocate, account=reference.account)
 
 
 # --- Nights with nothing new -------------------------------------------------------------------------
@@ -191,17 +180,7 @@ def test_a_new_reference_of_a_contact_with_an_incentive_is_flagged(org_a) -> Non
 
 def test_a_new_reference_of_an_account_with_an_account_wide_incentive_is_flagged(org_a) -> None:
     old = mention(org_a, "A plain quote.")
-    with tenant_context(org_a):
-        given = Incentive.objects.create(
-            organization=org_a,
-            account=old.account,
-            kind="donation",
-            value=Decimal("500"),
-            currency="EUR",
-            given_on=timezone.localdate(),
-            given_by="Account executive",
-            recorded_by=UserFactory(),
-        )
+    given = IncentiveFactory(organization=org_a, account=old.account, kind="donation", value=Decimal("500"))
     age(org_a)
     nightly()
     with tenant_context(org_a):

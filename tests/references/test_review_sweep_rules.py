@@ -35,7 +35,13 @@ from references.models import (
 from references.review_sweeps import incentive_words, review_flags_sweep_all
 from refmgr.tenancy.context import cross_organization, tenant_context
 from refmgr.tenancy.models import Organization
-from tests.factories.references import AccountFactory, ContactFactory, ReferenceAssetFactory, ReferenceFactory
+from tests.factories.references import (
+    AccountFactory,
+    ContactFactory,
+    IncentiveFactory,
+    ReferenceAssetFactory,
+    ReferenceFactory,
+)
 from tests.factories.tenancy import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -241,15 +247,8 @@ def test_one_organizations_words_and_incentives_never_reach_anothers_rows(org_a,
     both = "A bonus, and a voucher."
     with tenant_context(org_a):
         a = ReferenceFactory(organization=org_a, summary=both)
-        given = Incentive.objects.create(
-            organization=org_a,
-            account=a.account,
-            kind="payment",
-            value=Decimal("5"),
-            currency="EUR",
-            given_on=timezone.localdate(),
-            given_by="AE",
-            recorded_by=UserFactory(),
+        given = IncentiveFactory(
+            organization=org_a, account=a.account, kind="payment", value=Decimal("5"), given_by="AE"
         )
     with tenant_context(org_b):
         b = ReferenceFactory(organization=org_b, summary=both)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
@@ -22,8 +21,8 @@ from references.models import Incentive, Reference, ReferenceHold, ReviewFlag, R
 from references.review_sweeps import review_flags_sweep_all
 from refmgr.tenancy.context import cross_organization, tenant_context
 from refmgr.tenancy.models import Organization
-from tests.factories.references import AccountFactory, ReferenceFactory
-from tests.factories.tenancy import OrganizationFactory, UserFactory
+from tests.factories.references import AccountFactory, IncentiveFactory, ReferenceFactory
+from tests.factories.tenancy import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -34,16 +33,7 @@ def incentive_for(organization: Organization, count: int) -> None:
         account = AccountFactory(organization=organization)
         for _ in range(count):
             ReferenceFactory(organization=organization, account=account)
-        Incentive.objects.create(
-            organization=organization,
-            account=account,
-            kind="gift_card",
-            value=Decimal("50"),
-            currency="EUR",
-            given_on=timezone.localdate(),
-            given_by="Account executive",
-            recorded_by=UserFactory(),
-        )
+        IncentiveFactory(organization=organization, account=account)
 
 
 def mentions_for(organization: Organization, count: int) -> None:
