@@ -215,24 +215,29 @@ def reference_search(references: QuerySet[Reference], query: str) -> QuerySet[Re
 
         # One stored document per reference (title, summary, labels, and the account's name unless
         # anonymised; migration 0006), matched through its GIN index even under row-level security.
-        search_query = SearchQuery(query, search_type="websearch", config="english")
         # The organization's own lexeme (migration 0011) lets the GIN scan skip other organizations.
         organization = SearchQuery(f"org{get_current_organization().pk}", search_type="raw", config="simple")
-        return references.filter(search_document=search_query & organization).annotate(rank=_search_rank(query))
+        return references.filter(search_document=_search_words(query) & organization).annotate(rank=_search_rank(query))
     # SQLite (development): every word must appear in the title, the summary, a label or the account's name.
     for term in terms:
         references = references.filter(Q(title__icontains=term) | Q(summary__icontains=term) | named_by(term))
     return references
 
 
+def _search_words(query: str) -> Any:
+    """``query`` as the catalogue reads it (PostgreSQL): web-search syntax, English stemming."""
+    from django.contrib.postgres.search import SearchQuery
+
+    return SearchQuery(query, search_type="websearch", config="english")
+
+
 def _search_rank(query: str) -> Cast:
     """How well each reference matches ``query`` (PostgreSQL), for the relevance order."""
-    from django.contrib.postgres.search import SearchQuery, SearchRank
+    from django.contrib.postgres.search import SearchRank
 
-    search_query = SearchQuery(query, search_type="websearch", config="english")
     # ts_rank returns real (float4); as double precision the value read back into a keyset
     # cursor compares equal to itself, so rows tied on rank are neither lost nor repeated.
-    return Cast(SearchRank(F("search_document"), search_query), output_field=FloatField())
+    return Cast(SearchRank(F("search_document"), _search_words(query)), output_field=FloatField())
 
 
 def _catalogue_filter(references: QuerySet[Reference], filters: CatalogueFilters) -> QuerySet[Reference]:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import threading
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.conf import settings
@@ -21,34 +18,9 @@ from references.models import ReferenceScopeGrant
 from refmgr.tenancy.context import tenant_context
 from refmgr.tenancy.models import Organization
 from tests.factories.consent import ask, ask_and_grant, consent_case
+from tests.fixtures.concurrency import run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def run_together(organization: Organization, work: Callable[[], Any], workers: int = 2) -> list[Any]:
-    """Run ``work`` in ``workers`` threads at once, each on its own connection inside the organization."""
-    barrier = threading.Barrier(workers)
-    results: list[Any] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with tenant_context(organization):
-                barrier.wait(timeout=10)
-                results.append(work())
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
-    assert len(results) == workers
-    return results
 
 
 def granted_cases(organization: Organization, count: int, months: int = 1) -> None:

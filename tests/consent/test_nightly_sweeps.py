@@ -26,8 +26,7 @@ from refmgr.audit.models import AuditEvent
 from refmgr.celery import app
 from refmgr.tenancy.context import cross_organization, tenant_context
 from refmgr.tenancy.models import Organization
-from tests.factories.consent import ask_and_grant, consent_case
-from tests.factories.references import ReferenceFactory
+from tests.factories.consent import ask_and_grant, consent_case, due_states
 from tests.factories.tenancy import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
@@ -45,46 +44,6 @@ def published(monkeypatch) -> list[tuple[str, dict[str, Any]]]:
 
     monkeypatch.setattr(app, "send_task", send_task)
     return sent
-
-
-def due_states(organization: Organization, count: int, *, ends_in: timedelta = timedelta(days=5)) -> list[int]:
-    """``count`` granted consents ending in ``ends_in`` (negative: already lapsed), with their references'
-    grants; returns the states' ids."""
-    case = consent_case(organization)
-    until = timezone.now() + ends_in
-    with tenant_context(organization):
-        references = [
-            ReferenceFactory(organization=organization, account=case.reference.account, advocate=case.advocate)
-            for _ in range(count)
-        ]
-        states = ConsentState.objects.bulk_create(
-            [
-                ConsentState(
-                    organization=organization,
-                    reference=reference,
-                    scope="quote",
-                    party="individual",
-                    contact=case.advocate,
-                    status="granted",
-                    valid_until=until,
-                    last_sequence=0,
-                )
-                for reference in references
-            ]
-        )
-        ReferenceScopeGrant.objects.bulk_create(
-            [
-                ReferenceScopeGrant(
-                    organization=organization,
-                    reference=reference,
-                    scope="quote",
-                    granted_until=until,
-                    source=f"consent:{reference.pk}:quote",
-                )
-                for reference in references
-            ]
-        )
-    return [state.pk for state in states]
 
 
 def event_insert_batches(rows: int) -> int:

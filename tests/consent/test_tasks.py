@@ -34,8 +34,7 @@ from references.selectors import reference_usable_scopes
 from refmgr.celery import app
 from refmgr.tenancy.context import tenant_context
 from refmgr.tenancy.models import Organization
-from tests.factories.consent import ask_and_grant, consent_case
-from tests.factories.references import ReferenceFactory
+from tests.factories.consent import ask_and_grant, consent_case, due_states
 
 pytestmark = pytest.mark.django_db
 
@@ -302,45 +301,6 @@ def test_the_expiry_task_runs_inside_its_organization(org_a, org_b) -> None:
 
 
 # --- Both sweeps cost the same number of statements whatever the number of due rows -----------
-
-
-def due_states(organization: Organization, count: int) -> None:
-    """``count`` consents ending in five days, each with its reference's grant (straight rows: the
-    sweeps read only the states and the grants)."""
-    case = consent_case(organization)
-    until = timezone.now() + timedelta(days=5)
-    with tenant_context(organization):
-        references = [
-            ReferenceFactory(organization=organization, account=case.reference.account, advocate=case.advocate)
-            for _ in range(count)
-        ]
-        ConsentState.objects.bulk_create(
-            [
-                ConsentState(
-                    organization=organization,
-                    reference=reference,
-                    scope="quote",
-                    party="individual",
-                    contact=case.advocate,
-                    status="granted",
-                    valid_until=until,
-                    last_sequence=0,
-                )
-                for reference in references
-            ]
-        )
-        ReferenceScopeGrant.objects.bulk_create(
-            [
-                ReferenceScopeGrant(
-                    organization=organization,
-                    reference=reference,
-                    scope="quote",
-                    granted_until=until,
-                    source=f"consent:{reference.pk}:quote",
-                )
-                for reference in references
-            ]
-        )
 
 
 def statements(organization: Organization, sweep) -> tuple[int, int]:

@@ -9,11 +9,11 @@ from typing import Any
 from django.utils import timezone
 
 from consent.evidence import Evidence
-from consent.models import ConsentLink, ConsentRequest
+from consent.models import ConsentLink, ConsentRequest, ConsentState
 from consent.services import consent_answer, consent_link_issue, consent_request_create
 from privacy.models import PrivacyPolicy
 from privacy.services import privacy_policy_draft_create, privacy_policy_publish
-from references.models import Contact, Reference
+from references.models import Contact, Reference, ReferenceScopeGrant
 from refmgr.tenancy.context import tenant_context
 from refmgr.tenancy.models import Organization
 from tests.factories.references import AccountFactory, ContactFactory, ReferenceAssetFactory, ReferenceFactory
@@ -93,3 +93,43 @@ def ask_and_grant(case: ConsentCase, *scopes: str, months: int = 12, publication
 
 def days_from_now(days: int) -> Any:
     return timezone.now() + timedelta(days=days)
+
+
+def due_states(organization: Organization, count: int, *, ends_in: timedelta = timedelta(days=5)) -> list[int]:
+    """``count`` granted consents ending in ``ends_in`` (negative: already lapsed), with their references'
+    grants, as straight rows (the sweeps read only the states and the grants); returns the states' ids."""
+    case = consent_case(organization)
+    until = timezone.now() + ends_in
+    with tenant_context(organization):
+        references = [
+            ReferenceFactory(organization=organization, account=case.reference.account, advocate=case.advocate)
+            for _ in range(count)
+        ]
+        states = ConsentState.objects.bulk_create(
+            [
+                ConsentState(
+                    organization=organization,
+                    reference=reference,
+                    scope="quote",
+                    party="individual",
+                    contact=case.advocate,
+                    status="granted",
+                    valid_until=until,
+                    last_sequence=0,
+                )
+                for reference in references
+            ]
+        )
+        ReferenceScopeGrant.objects.bulk_create(
+            [
+                ReferenceScopeGrant(
+                    organization=organization,
+                    reference=reference,
+                    scope="quote",
+                    granted_until=until,
+                    source=f"consent:{reference.pk}:quote",
+                )
+                for reference in references
+            ]
+        )
+    return [state.pk for state in states]

@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any
-
 import pytest
-from django.db import connection
 
 from references import incentives
 from references.models import ReferenceHold, ReviewFlag
 from refmgr.tenancy.context import tenant_context
 from tests.factories.references import ReferenceFactory, grant
+from tests.fixtures.concurrency import run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def _twice_at_once(work: Callable[[], Any]) -> list[Any]:
-    """Run ``work`` on two threads released together (each on its own connection); what each returned."""
-    barrier = threading.Barrier(2)
-    results: list[Any] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            barrier.wait(timeout=10)
-            results.append(work())
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert errors == []
-    return results
 
 
 def test_it_raises_each_flag_once_when_two_sweeps_run_at_once(org_a, carol):
@@ -58,11 +30,7 @@ def test_it_raises_each_flag_once_when_two_sweeps_run_at_once(org_a, carol):
                 given_by="AE",
             )
 
-    def sweep() -> int:
-        with tenant_context(org_a):
-            return incentives.incentive_flag_references(organization=org_a)
-
-    results = _twice_at_once(sweep)
+    results = run_together(org_a, lambda: incentives.incentive_flag_references(organization=org_a))
     with tenant_context(org_a):
         assert ReviewFlag.objects.count() == 3
         assert ReferenceHold.objects.filter(released_at=None).count() == 3
@@ -78,7 +46,7 @@ def test_a_duplicated_nightly_sweep_raises_each_flag_once(org_a, org_b, carol):
             ReferenceFactory(organization=organization, summary="A voucher for the quote.")
             ReferenceFactory(organization=organization, summary="A gift card, and a reward.")
     # get() raises what the task raised
-    results = _twice_at_once(lambda: review_flags_nightly.apply().get())
+    results = run_together(None, lambda: review_flags_nightly.apply().get())
     assert sorted(result["text"] for result in results) == [0, 6]  # one sweep raised them all
     for organization in (org_a, org_b):
         with tenant_context(organization):
